@@ -1,0 +1,167 @@
+"""The platform's shared facts: one place for every name and number users see.
+
+Services, DAGs, training, tests and the Ansible group_vars (checked by a unit test) all read
+these values; change them here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Kafka topics -------------------------------------------------------------------------
+TOPIC_UPLOADS: Final = "gourmetgram.uploads"
+TOPIC_VIEWS: Final = "gourmetgram.views"
+TOPIC_COMMENTS: Final = "gourmetgram.comments"
+TOPIC_FLAGS: Final = "gourmetgram.flags"
+TOPIC_MODERATION_REQUESTS: Final = "gourmetgram.moderation_requests"
+TOPIC_DEAD_LETTER: Final = "gourmetgram.dead_letter"
+
+EVENT_TOPICS: Final = (TOPIC_UPLOADS, TOPIC_VIEWS, TOPIC_COMMENTS, TOPIC_FLAGS)
+ALL_TOPICS: Final = (*EVENT_TOPICS, TOPIC_MODERATION_REQUESTS, TOPIC_DEAD_LETTER)
+# Topics the batch aggregation reads (uploads carry no count worth windowing).
+AGGREGATED_TOPICS: Final = (TOPIC_VIEWS, TOPIC_COMMENTS, TOPIC_FLAGS)
+TOPIC_PARTITIONS: Final = 3
+TOPIC_RETENTION_MS: Final = 30 * 24 * 3600 * 1000  # 30 days, as the lab's broker keeps them
+
+EVENT_TYPE_BY_TOPIC: Final = {
+    TOPIC_UPLOADS: "upload",
+    TOPIC_VIEWS: "view",
+    TOPIC_COMMENTS: "comment",
+    TOPIC_FLAGS: "flag",
+}
+TOPIC_BY_EVENT_TYPE: Final = {v: k for k, v in EVENT_TYPE_BY_TOPIC.items()}
+
+CONSUMER_GROUP_STREAM: Final = "gourmetgram-stream-consumer"
+CONSUMER_GROUP_INFERENCE: Final = "gourmetgram-moderation"
+CONSUMER_GROUP_AGGREGATION: Final = "airflow_event_aggregator"
+
+# --- Object storage -----------------------------------------------------------------------
+BUCKET_IMAGES: Final = "gourmetgram-images"
+BUCKET_DATALAKE: Final = "gourmetgram-datalake"
+BUCKETS: Final = (BUCKET_IMAGES, BUCKET_DATALAKE)
+RAW_PREFIX: Final = "raw/"
+WAREHOUSE_URI: Final = f"s3://{BUCKET_DATALAKE}/warehouse"
+MODEL_PREFIX: Final = "models/moderation/"
+MODEL_FILE: Final = "model.joblib"
+SCALER_FILE: Final = "scaler.joblib"
+ENCODER_FILE: Final = "encoder.joblib"
+METADATA_FILE: Final = "metadata.json"
+MODEL_ARTIFACTS: Final = (MODEL_FILE, SCALER_FILE, ENCODER_FILE)
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+DATABASE_NAME: Final = "gourmetgram"
+TABLE_USERS: Final = "users"
+TABLE_IMAGES: Final = "images"
+TABLE_COMMENTS: Final = "comments"
+TABLE_FLAGS: Final = "flags"
+TABLE_MILESTONES: Final = "image_milestones"
+TABLE_DECISIONS: Final = "moderation_decisions"
+TABLE_OUTBOX: Final = "event_outbox"
+EXTRACTED_TABLES: Final = (TABLE_USERS, TABLE_IMAGES, TABLE_COMMENTS, TABLE_FLAGS, TABLE_MILESTONES)
+
+# --- Iceberg ----------------------------------------------------------------------------------
+ICEBERG_CATALOG: Final = "gourmetgram"
+NS_MODERATION: Final = "moderation"
+NS_AGGREGATIONS: Final = "event_aggregations"
+ICEBERG_TRAINING_DATA: Final = f"{NS_MODERATION}.training_data"
+ICEBERG_LARGE_TRAINING_DATA: Final = f"{NS_MODERATION}.large_training_data"
+ICEBERG_WINDOW_TABLES: Final = {
+    TOPIC_VIEWS: f"{NS_AGGREGATIONS}.view_windows_5min",
+    TOPIC_COMMENTS: f"{NS_AGGREGATIONS}.comment_windows_5min",
+    TOPIC_FLAGS: f"{NS_AGGREGATIONS}.flag_windows_5min",
+}
+BATCH_WINDOW_SECONDS: Final = 300
+
+# --- Airflow ------------------------------------------------------------------------------------
+DAG_AGGREGATION: Final = "redpanda_event_aggregation"
+DAG_ETL: Final = "etl_moderation"
+AIRFLOW_CONN_POSTGRES: Final = "gourmetgram_postgres"
+AIRFLOW_CONN_MINIO: Final = "gourmetgram_minio"
+
+# --- Real-time windows and rules (Redis) ----------------------------------------------------------
+WINDOW_1MIN: Final = 60
+WINDOW_5MIN: Final = 300
+WINDOW_1HR: Final = 3600
+WINDOWS: Final = {"1min": WINDOW_1MIN, "5min": WINDOW_5MIN, "1hr": WINDOW_1HR}
+LONGEST_WINDOW: Final = WINDOW_1HR
+
+VIRAL_THRESHOLD_VIEWS_5MIN: Final = 100
+SUSPICIOUS_THRESHOLD_COMMENTS_1MIN: Final = 10
+POPULAR_THRESHOLD_VIEWS_1HR: Final = 50
+VIEW_MILESTONES: Final = (10, 100, 1000)
+
+TRIGGER_VIRAL: Final = "viral"
+TRIGGER_SUSPICIOUS: Final = "suspicious"
+TRIGGER_POPULAR: Final = "popular"  # logged only, never a moderation request
+MODERATION_TRIGGERS: Final = (TRIGGER_VIRAL, TRIGGER_SUSPICIOUS)
+
+# --- Moderation decisions ----------------------------------------------------------------------------
+SAFE: Final = "SAFE"
+REVIEW: Final = "REVIEW"
+FLAG: Final = "FLAG"
+RECOMMENDATIONS: Final = (SAFE, REVIEW, FLAG)
+REVIEW_THRESHOLD: Final = 0.3  # score < 0.3 -> SAFE
+FLAG_THRESHOLD: Final = 0.7  # score >= 0.7 -> FLAG, in between -> REVIEW
+MODE_HEURISTIC: Final = "heuristic"
+MODE_MODEL: Final = "model"
+MODE_HEURISTIC_FALLBACK: Final = "heuristic_fallback"
+INFERENCE_MODES: Final = (MODE_HEURISTIC, MODE_MODEL, MODE_HEURISTIC_FALLBACK)
+MODEL_CHECK_INTERVAL_SECONDS: Final = 30
+
+# --- Batch features and labels -----------------------------------------------------------------------
+DECISION_POINTS_MINUTES: Final = (0, 5, 30)
+LABEL_COLUMN: Final = "label_needs_moderation_24h"
+LABEL_HORIZON_HOURS: Final = 24
+
+# --- Food-11 ---------------------------------------------------------------------------------------------
+FOOD11_CLASSES: Final = (
+    "Bread",
+    "Dairy product",
+    "Dessert",
+    "Egg",
+    "Fried food",
+    "Meat",
+    "Noodles/Pasta",
+    "Rice",
+    "Seafood",
+    "Soup",
+    "Vegetable/Fruit",
+)
+FOOD11_SPLITS: Final = ("training", "validation", "evaluation")
+UNKNOWN_CATEGORY: Final = "Unknown"
+
+
+def food11_class_dir(index: int) -> str:
+    """Directory name of a Food-11 class after the lab's re-layout (class_00 .. class_10)."""
+    return f"class_{index:02d}"
+
+
+# --- Redis key layout (lab step 4b) --------------------------------------------------------------------------
+def key_views(image_id: str) -> str:
+    return f"image:{image_id}:views"
+
+
+def key_comments(image_id: str) -> str:
+    return f"image:{image_id}:comments"
+
+
+def key_flags(image_id: str) -> str:
+    return f"image:{image_id}:flags"
+
+
+def key_metadata(image_id: str) -> str:
+    return f"image:{image_id}:metadata"
+
+
+def key_total(image_id: str, kind: str) -> str:
+    """kind is one of views, comments, flags."""
+    return f"image:{image_id}:total_{kind}"
+
+
+def key_alert(trigger: str, image_id: str) -> str:
+    return f"alert:{trigger}:{image_id}"
+
+
+KEY_CONSUMER_OFFSETS: Final = "gg:stream-consumer:offsets"
+KEY_PENDING_ALERTS: Final = "gg:stream-consumer:pending-alerts"
+KEY_PENDING_MILESTONES: Final = "gg:stream-consumer:pending-milestones"
