@@ -136,7 +136,7 @@ def food11_class_dir(index: int) -> str:
     return f"class_{index:02d}"
 
 
-# --- Redis key layout (lab step 4b) --------------------------------------------------------------------------
+# --- Redis key layout (lab step 4b) ---------------------------------------------------------------------
 def key_views(image_id: str) -> str:
     return f"image:{image_id}:views"
 
