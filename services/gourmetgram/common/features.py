@@ -230,6 +230,32 @@ def model_inputs_from_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[np.ndarra
     return numeric, categorical
 
 
+def model_inputs_from_frame(frame: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`model_inputs_from_rows` for a pandas DataFrame of training_data rows
+    (same values, same order; used by the streaming trainer on millions of rows)."""
+    import pandas as pd
+
+    numeric = (
+        frame.loc[:, list(MODEL_NUMERIC_FEATURES)].apply(pd.to_numeric, errors="coerce").fillna(0.0)
+    ).to_numpy(dtype=np.float64)
+
+    def token(col: Any) -> np.ndarray:
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            text = col.astype("string").str.strip().str.lower()
+            return np.where(text.isin(["1", "true", "1.0"]).fillna(False).to_numpy(), "1", "0")
+        values = pd.to_numeric(col, errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+        return np.where(values != 0.0, "1", "0")
+
+    cats = frame["category"].astype(object).where(frame["category"].notna(), None)
+    lookup = {c: normalise_category(None if c is None else str(c)) for c in pd.unique(cats)}
+    category = cats.map(lookup).to_numpy(dtype=object)
+    categorical = np.empty((len(frame), len(MODEL_CATEGORICAL_FEATURES)), dtype=object)
+    categorical[:, 0] = token(frame["is_weekend"])
+    categorical[:, 1] = token(frame["has_caption"])
+    categorical[:, 2] = category
+    return numeric, categorical
+
+
 def model_inputs_from_vector(vector: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     feats = dict(zip(FEATURE_NAMES, vector, strict=True))
     row = {**feats, "category": category_from_vector(vector)}

@@ -71,6 +71,9 @@ ICEBERG_WINDOW_TABLES: Final = {
     TOPIC_FLAGS: f"{NS_AGGREGATIONS}.flag_windows_5min",
 }
 BATCH_WINDOW_SECONDS: Final = 300
+# Event-level table (event_id, event_type, image_id, event_time): the batch features count exact
+# closed windows [t - W, t] over it, as the stream consumer counts the same events in Redis.
+ICEBERG_EVENTS: Final = f"{NS_AGGREGATIONS}.events"
 
 # --- Airflow ------------------------------------------------------------------------------------
 DAG_AGGREGATION: Final = "redpanda_event_aggregation"
