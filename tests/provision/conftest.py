@@ -1,0 +1,105 @@
+"""Fixtures: the fake KVM@TACC on requests-mock, an OS_* environment, and a runner for lease.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests_mock
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from fake_openstack import APP_CRED_ID, APP_CRED_SECRET, FakeKvmTacc  # noqa: E402
+
+from provision import lease as lease_cli  # noqa: E402
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKvmTacc]:
+    cloud = FakeKvmTacc()
+    with requests_mock.Mocker() as mocker:
+        cloud.install(mocker)
+        cloud.mocker = mocker  # type: ignore[attr-defined]
+        yield cloud
+    assert not cloud.unhandled, f"requests the fake does not know: {cloud.unhandled}"
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_openstack(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("OS_") or name.startswith("GG_"):
+            monkeypatch.delenv(name)
+
+
+@dataclass
+class FakeClock:
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Result:
+    code: int
+    out: dict[str, Any]
+    err: str
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    return {
+        "OS_AUTH_TYPE": "v3applicationcredential",
+        "OS_AUTH_URL": "https://kvm.tacc.chameleoncloud.org:5000/v3",
+        "OS_REGION_NAME": "KVM@TACC",
+        "OS_APPLICATION_CREDENTIAL_ID": APP_CRED_ID,
+        "OS_APPLICATION_CREDENTIAL_SECRET": APP_CRED_SECRET,
+        "GG_NETID": "abc123",
+    }
+
+
+@pytest.fixture
+def run(tmp_path: Path, env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    inventory = tmp_path / "inventory" / "chameleon.yml"
+    key = tmp_path / "id_rsa_chameleon"
+    key.write_text("not a real key\n")
+
+    def _run(*argv: str, environ: dict[str, str] | None = None, as_json: bool = True, **hooks: Any) -> Result:
+        command, rest = argv[0], list(argv[1:])
+        args = [
+            command,
+            *(["--json"] if as_json else []),
+            "--inventory",
+            str(inventory),
+            "--key-file",
+            str(key),
+            "--poll-interval",
+            "5",
+            *rest,
+        ]
+        if command == "up" and not any(a.startswith("--key-name") for a in rest):
+            args += ["--key-name", "mykey"]
+        clock = hooks.pop("clock", None) or FakeClock()
+        hooks.setdefault("sleep", clock.sleep)
+        hooks.setdefault("clock", clock)
+        code = lease_cli.main(args, env=environ if environ is not None else env, **hooks)
+        captured = capsys.readouterr()
+        out = json.loads(captured.out) if as_json and captured.out.strip() else {"text": captured.out}
+        return Result(code, out, captured.err)
+
+    _run.inventory = inventory  # type: ignore[attr-defined]
+    _run.key = key  # type: ignore[attr-defined]
+    return _run
