@@ -61,6 +61,17 @@ class ApiSettings(DatabaseSettings, KafkaSettings, S3Settings, LogSettings):
     outbox_batch_size: int = Field(500, ge=1)
     outbox_relay_enabled: bool = True
     kafka_delivery_timeout_ms: int = Field(30_000, ge=1000)
+    # HTTP server (gourmetgram-api): API_HOST, API_PORT, API_WORKERS.
+    api_host: str = "0.0.0.0"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(2, ge=1)
+    # Sent outbox rows are deleted after this many seconds (checked every outbox_prune_interval).
+    outbox_retention_seconds: int = Field(24 * 3600, ge=0)
+    outbox_prune_interval: float = Field(300.0, gt=0)
+    # Longest pause between relay attempts while the broker is unreachable.
+    outbox_max_backoff: float = Field(10.0, gt=0)
+    # /health caches the broker and S3 probes for this long (seconds).
+    health_cache_seconds: float = Field(2.0, ge=0)
 
 
 class GeneratorSettings(DatabaseSettings, LogSettings):
@@ -73,6 +84,13 @@ class GeneratorSettings(DatabaseSettings, LogSettings):
     # Event mix as relative weights, e.g. "view=0.68,comment=0.20,upload=0.07,user=0.03,flag=0.02".
     generator_event_mix: str = "view=0.68,comment=0.20,upload=0.07,user=0.03,flag=0.02"
     generator_seed: int | None = None
+    # At most this many requests in flight; an arrival finding them all busy is skipped (counted).
+    generator_max_in_flight: int = Field(16, ge=1)
+    generator_stats_interval: float = Field(60.0, gt=0)
+    # Entities recovered from Postgres at start (most recent first).
+    generator_state_limit: int = Field(10_000, ge=1)
+    generator_max_retries: int = Field(5, ge=0)
+    generator_retry_backoff: float = Field(0.5, gt=0)
 
 
 class StreamConsumerSettings(KafkaSettings, RedisSettings, DatabaseSettings, LogSettings):
