@@ -1,0 +1,109 @@
+"""Pure parts of ansible/testbed/testbed.py: names, subnets, inventory rendering."""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("testbed", ROOT / "ansible/testbed/testbed.py")
+testbed = importlib.util.module_from_spec(_spec)
+sys.modules["testbed"] = testbed
+_spec.loader.exec_module(testbed)
+
+
+def test_subnet_is_stable_24_inside_base():
+    a = testbed.derive_subnet("r-postgresql")
+    assert a == testbed.derive_subnet("r-postgresql")
+    assert a.prefixlen == 24
+    assert a.subnet_of(testbed.SUBNET_BASE)
+
+
+def test_subnets_differ_between_labs():
+    labs = [f"r-lab-{i}" for i in range(40)]
+    nets = {testbed.derive_subnet(lab) for lab in labs}
+    assert len(nets) >= 38  # hash collisions are possible but rare; create() refuses a clash
+
+
+def test_interface_and_table_names_fit_and_differ():
+    for lab in ("a", "r-kafka", "x" * 40):
+        assert len(testbed.bridge_name(lab)) <= testbed.IFNAMSIZ
+        assert len("vb-" + testbed.machine_name(lab, "h")) <= testbed.IFNAMSIZ
+    assert testbed.bridge_name("r-a") != testbed.bridge_name("r-b")
+    assert testbed.nft_table_name("r-a") != testbed.nft_table_name("r-b")
+    assert testbed.machine_name("lab1", "h") != testbed.machine_name("lab2", "h")
+
+
+def test_host_addresses():
+    gw, addrs = testbed.host_addresses(ipaddress.IPv4Network("10.201.5.0/24"), 3)
+    assert gw == "10.201.5.1"
+    assert addrs == ["10.201.5.11", "10.201.5.12", "10.201.5.13"]
+    with pytest.raises(testbed.TestbedError):
+        testbed.host_addresses(ipaddress.IPv4Network("10.201.5.0/24"), 300)
+
+
+def test_host_names_and_validation():
+    assert testbed.host_names("r-x", 2) == ["r-x-1", "r-x-2"]
+    assert testbed.host_names("r-x", 1, ["db"]) == ["db"]
+    for bad in (["a", "a"], ["-x", "y"]):
+        with pytest.raises(testbed.TestbedError):
+            testbed.host_names("r-x", 2, bad)
+    for lab in ("", "-x", "a/b", "x" * 41):
+        with pytest.raises(testbed.TestbedError):
+            testbed.validate_lab_name(lab)
+
+
+def test_inventory_default_all_components_on_first_host():
+    text = testbed.render_inventory(
+        [{"name": "h1", "address": "10.201.5.11"}, {"name": "h2", "address": "10.201.5.12"}], "/k/id"
+    )
+    inv = yaml.safe_load(text)
+    hosts = inv["all"]["hosts"]
+    assert hosts["h1"]["ansible_host"] == "10.201.5.11"
+    assert hosts["h2"]["gourmetgram_private_address"] == "10.201.5.12"
+    assert inv["all"]["vars"]["ansible_ssh_private_key_file"] == "/k/id"
+    assert "StrictHostKeyChecking=no" in inv["all"]["vars"]["ansible_ssh_common_args"]
+    children = inv["all"]["children"]["gourmetgram"]["children"]
+    assert set(children) == set(testbed.COMPONENT_GROUPS)
+    for g in testbed.COMPONENT_GROUPS:
+        assert list(children[g]["hosts"]) == ["h1"]
+
+
+def test_inventory_explicit_groups():
+    groups = testbed.parse_groups(["postgres=db", "app=web,db"])
+    text = testbed.render_inventory(
+        [{"name": "db", "address": "10.0.0.11"}, {"name": "web", "address": "10.0.0.12"}], "/k", groups
+    )
+    children = yaml.safe_load(text)["all"]["children"]["gourmetgram"]["children"]
+    assert list(children["app"]["hosts"]) == ["web", "db"]
+    with pytest.raises(testbed.TestbedError):
+        testbed.render_inventory([{"name": "db", "address": "x"}], "/k", {"app": ["nope"]})
+
+
+def test_networkd_and_resolvers():
+    assert testbed.resolvers("# x\nnameserver 10.255.255.53\nsearch x\nnameserver 1.1.1.1\n") == [
+        "10.255.255.53",
+        "1.1.1.1",
+    ]
+    conf = testbed.networkd_config("10.201.5.11", 24, "10.201.5.1", ["10.255.255.53"])
+    assert "Address=10.201.5.11/24" in conf and "Gateway=10.201.5.1" in conf and "DNS=10.255.255.53" in conf
+
+
+def test_packages_digest_depends_on_package_list():
+    assert testbed.packages_digest(("a", "b")) == testbed.packages_digest(("b", "a"))
+    assert testbed.packages_digest(("a",)) != testbed.packages_digest(("a", "b"))
+
+
+def test_state_roundtrip(tmp_path):
+    st = testbed.LabState(
+        lab="r-x", subnet="10.201.5.0/24", gateway="10.201.5.1", bridge="ggbr-1", nft_table="t", key_file="/k",
+        hosts=[testbed.HostState(name="h", address="10.201.5.11", machine="m", root="/r", pid=5, pid_start="9")],
+    )
+    f = tmp_path / "state.json"
+    st.save(f)
+    assert testbed.LabState.load(f) == st
