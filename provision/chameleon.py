@@ -132,11 +132,12 @@ exit codes:
   0    success; for `up`/`down` also when nothing had to change (the output says so)
   1    unexpected failure (network error, unexpected API answer); re-run is safe
   2    usage or configuration error (missing credential, wrong site/region, missing image, network,
-       flavor or key pair, unreadable key file)
+       flavor or key pair, unreadable public key file)
   3    authentication/authorisation error (expired, deleted or restricted application credential)
   4    the cloud refused the request (no capacity, quota, lease policy, extend not supported)
   5    timed out waiting (lease still PENDING, server still BUILD, SSH closed); what exists is kept
-  6    ambiguous state (several leases/servers with the name, duplicate groups); nothing was changed
+  6    ambiguous state (several leases/servers with the name, duplicate groups); that step is refused:
+       pick one with --lease-id or delete the extras
   7    a resource is in ERROR (lease or server); the message carries Blazar's/Nova's reason
   8    `status` only: not everything is up (or the inventory is stale)
   130  interrupted (Ctrl-C); re-run `up` to complete or `down` to remove
@@ -1014,6 +1015,7 @@ class Provisioner:
 
         net = self.cloud.conn.network
         compute = self.cloud.conn.compute
+        leases = self.find_leases()  # ambiguity is refused before anything is deleted
         servers = self.find_servers()
         fips = list(self.own_floating_ips())
         for s in servers:
@@ -1040,7 +1042,7 @@ class Provisioner:
         for ip in fips:
             net.delete_ip(ip.id, ignore_missing=True)
             self._change(f"released floating IP {ip.floating_ip_address}")
-        for lease in self.find_leases():
+        for lease in leases:
             try:
                 self.cloud.blazar_call("DELETE", f"/leases/{lease['id']}")
                 self._change(f"deleted lease {lease['name']} ({lease['id']})")

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,9 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, **hooks: Any) -> int:
     """CLI entry point. ``hooks`` (sleep, clock, now, stage_hook, tcp_probe) are for tests."""
     env = os.environ if env is None else env
+    # openstacksdk warns about its own internal calls (e.g. find_image); not actionable for users.
+    warnings.filterwarnings("ignore", module=r"openstack\.")
+    warnings.filterwarnings("ignore", message=r".*(ignore_missing|_compute_attributes|service_type).*")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -507,3 +507,22 @@ def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     for code in ("0 ", "2 ", "3 ", "4 ", "5 ", "6 ", "7 ", "130"):
         assert f"\n  {code}" in out
     assert lease.main(["bogus"]) == 2
+
+
+def test_down_refuses_ambiguity_before_deleting_anything(fake: FakeKvmTacc, run: Any) -> None:
+    assert run("up").code == 0
+    fake.add_lease("lab-4-data-platform")
+    reset_history(fake)
+    r = run("down")
+    assert r.code == 6 and "--lease-id" in r.err
+    assert writes(fake) == []
+    assert len(my_servers(fake)) == 1
+
+
+def test_script_runs_from_a_checkout() -> None:
+    script = Path(__file__).resolve().parents[2] / "provision" / "lease.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "up", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--key-name" in proc.stdout and "exit codes:" in proc.stdout
