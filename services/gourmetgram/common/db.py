@@ -85,9 +85,7 @@ class Comment(Base):
 
 class Flag(Base):
     __tablename__ = names.TABLE_FLAGS
-    __table_args__ = (
-        CheckConstraint("image_id IS NOT NULL OR comment_id IS NOT NULL", name="flags_target_present"),
-    )
+    __table_args__ = (CheckConstraint("image_id IS NOT NULL OR comment_id IS NOT NULL", name="flags_target_present"),)
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     image_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("images.id"), index=True)
@@ -98,9 +96,7 @@ class Flag(Base):
 
 class ImageMilestone(Base):
     __tablename__ = names.TABLE_MILESTONES
-    __table_args__ = (
-        UniqueConstraint("image_id", "milestone_type", "milestone_value", name="uq_image_milestone"),
-    )
+    __table_args__ = (UniqueConstraint("image_id", "milestone_type", "milestone_value", name="uq_image_milestone"),)
     id: Mapped[uuid.UUID] = _uuid_pk()
     image_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("images.id"), nullable=False)
     milestone_type: Mapped[str] = mapped_column(String(20), nullable=False)
@@ -111,12 +107,8 @@ class ImageMilestone(Base):
 class ModerationDecision(Base):
     __tablename__ = names.TABLE_DECISIONS
     __table_args__ = (
-        CheckConstraint(
-            "recommendation IN ('SAFE', 'REVIEW', 'FLAG')", name="moderation_recommendation_valid"
-        ),
-        CheckConstraint(
-            "inference_mode IN ('heuristic', 'model', 'heuristic_fallback')", name="moderation_mode_valid"
-        ),
+        CheckConstraint("recommendation IN ('SAFE', 'REVIEW', 'FLAG')", name="moderation_recommendation_valid"),
+        CheckConstraint("inference_mode IN ('heuristic', 'model', 'heuristic_fallback')", name="moderation_mode_valid"),
         Index("idx_moderation_recommendation", "recommendation"),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()

@@ -139,9 +139,7 @@ def compute_features(inp: FeatureInputs) -> dict[str, float]:
     views_5, views_1h = float(inp.views_5min), float(inp.views_1hr)
     comments_5, comments_1h = float(inp.comments_5min), float(inp.comments_1hr)
     out: dict[str, float] = {
-        "time_since_upload_seconds": float(
-            max(0, int((inp.decision_time - inp.uploaded_at).total_seconds()))
-        ),
+        "time_since_upload_seconds": float(max(0, int((inp.decision_time - inp.uploaded_at).total_seconds()))),
         "hour_of_day": float(uploaded.hour),
         "day_of_week": float(weekday),
         "is_weekend": 1.0 if weekday >= 5 else 0.0,
@@ -155,9 +153,7 @@ def compute_features(inp: FeatureInputs) -> dict[str, float]:
         "caption_length": float(len(caption)),
         "has_caption": 1.0 if caption.strip() else 0.0,
         "user_image_count": float(inp.user_image_count),
-        "user_age_days": float(
-            max(0, int((inp.decision_time - inp.user_created_at).total_seconds() // 86400))
-        ),
+        "user_age_days": float(max(0, int((inp.decision_time - inp.user_created_at).total_seconds() // 86400))),
     }
     for feature, cls in zip(CATEGORY_FEATURES, names.FOOD11_CLASSES, strict=True):
         out[feature] = 1.0 if category == cls else 0.0
@@ -217,14 +213,11 @@ def category_from_vector(vector: Sequence[float]) -> str:
 def model_inputs_from_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """(numeric matrix, categorical string matrix) from training_data-shaped rows."""
     rows = list(rows)
-    numeric = np.array(
-        [[float(r[c] or 0) for c in MODEL_NUMERIC_FEATURES] for r in rows], dtype=np.float64
-    ).reshape(len(rows), len(MODEL_NUMERIC_FEATURES))
+    numeric = np.array([[float(r[c] or 0) for c in MODEL_NUMERIC_FEATURES] for r in rows], dtype=np.float64).reshape(
+        len(rows), len(MODEL_NUMERIC_FEATURES)
+    )
     categorical = np.array(
-        [
-            [_cat_token(r["is_weekend"]), _cat_token(r["has_caption"]), normalise_category(r["category"])]
-            for r in rows
-        ],
+        [[_cat_token(r["is_weekend"]), _cat_token(r["has_caption"]), normalise_category(r["category"])] for r in rows],
         dtype=object,
     ).reshape(len(rows), len(MODEL_CATEGORICAL_FEATURES))
     return numeric, categorical
@@ -235,9 +228,9 @@ def model_inputs_from_frame(frame: Any) -> tuple[np.ndarray, np.ndarray]:
     (same values, same order; used by the streaming trainer on millions of rows)."""
     import pandas as pd
 
-    numeric = (
-        frame.loc[:, list(MODEL_NUMERIC_FEATURES)].apply(pd.to_numeric, errors="coerce").fillna(0.0)
-    ).to_numpy(dtype=np.float64)
+    numeric = (frame.loc[:, list(MODEL_NUMERIC_FEATURES)].apply(pd.to_numeric, errors="coerce").fillna(0.0)).to_numpy(
+        dtype=np.float64
+    )
 
     def token(col: Any) -> np.ndarray:
         if col.dtype == object or pd.api.types.is_string_dtype(col):

@@ -56,9 +56,7 @@ def verify_artifact(name: str, data: bytes, metadata: ModelMetadata) -> None:
         raise ValueError(f"sha256 mismatch for {name}: metadata {expected}, object {actual}")
 
 
-def predict_proba(
-    model: Any, scaler: Any, encoder: Any, numeric: np.ndarray, categorical: np.ndarray
-) -> np.ndarray:
+def predict_proba(model: Any, scaler: Any, encoder: Any, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
     """Positive-class probability for model inputs (see features.model_inputs_from_rows)."""
     x = np.hstack([scaler.transform(numeric), _dense(encoder.transform(categorical))])
     return model.predict_proba(x)[:, 1]

@@ -168,3 +168,19 @@ def key_alert(trigger: str, image_id: str) -> str:
 KEY_CONSUMER_OFFSETS: Final = "gg:stream-consumer:offsets"
 KEY_PENDING_ALERTS: Final = "gg:stream-consumer:pending-alerts"
 KEY_PENDING_MILESTONES: Final = "gg:stream-consumer:pending-milestones"
+
+# --- Heuristic moderation scorer (lab step 5) --------------------------------------------------------
+# Signal weights; the score is their sum clamped to [0, 1]. No signal scores 0 (SAFE); a plain
+# viral burst is the bot-like pattern alone (0.3, REVIEW); flags + comment spam reach FLAG (0.7).
+HEURISTIC_WEIGHTS: Final = {
+    "flags_reported": 0.4,
+    "comment_spam": 0.3,
+    "unusual_engagement": 0.2,
+    "bot_pattern": 0.3,
+}
+HEURISTIC_SPAM_COMMENTS_1MIN: Final = SUSPICIOUS_THRESHOLD_COMMENTS_1MIN  # "10+ comments per minute"
+HEURISTIC_RATIO_THRESHOLD: Final = 0.5  # comments_1hr / views_1hr above this is unusual
+HEURISTIC_BOT_VIEWS_5MIN: Final = VIRAL_THRESHOLD_VIEWS_5MIN  # a view burst ...
+HEURISTIC_BOT_MAX_ENGAGEMENT: Final = 0.05  # ... with (almost) no comments per view
+HEURISTIC_BOT_COMMENTS_TOTAL: Final = 50  # or many comments on an image few people saw
+HEURISTIC_BOT_VIEWS_TOTAL: Final = 100

@@ -49,16 +49,12 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "inference_mode IN ('heuristic', 'model', 'heuristic_fallback')", name="moderation_mode_valid"
         ),
-        sa.CheckConstraint(
-            "recommendation IN ('SAFE', 'REVIEW', 'FLAG')", name="moderation_recommendation_valid"
-        ),
+        sa.CheckConstraint("recommendation IN ('SAFE', 'REVIEW', 'FLAG')", name="moderation_recommendation_valid"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("request_id"),
     )
     op.create_index("idx_moderation_recommendation", "moderation_decisions", ["recommendation"], unique=False)
-    op.create_index(
-        op.f("ix_moderation_decisions_image_id"), "moderation_decisions", ["image_id"], unique=False
-    )
+    op.create_index(op.f("ix_moderation_decisions_image_id"), "moderation_decisions", ["image_id"], unique=False)
     op.create_table(
         "users",
         sa.Column("id", sa.UUID(), server_default=sa.text("gen_random_uuid()"), nullable=False),

@@ -1,0 +1,65 @@
+"""``gourmetgram``: operator tools (schema migrations, topics, viral simulation, pipeline check)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from gourmetgram.common import names
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise SystemExit(f"{name} is not set (on a deployed host: sudo gourmetgram-env {name.lower()} or see README)")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gourmetgram", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_db = sub.add_parser("db", help="database schema")
+    p_db.add_argument("action", choices=["upgrade", "current"])
+
+    p_topics = sub.add_parser("topics", help="create the platform's Kafka topics if missing")
+    p_topics.add_argument("action", choices=["ensure"])
+
+    p_viral = sub.add_parser("simulate-viral", help="publish a viral burst of view events (lab step 5b)")
+    p_viral.add_argument("image_id", nargs="?", help="image id (default: a random image from the database)")
+    p_viral.add_argument("--views", type=int, default=110, help="number of view events (default 110)")
+    p_viral.add_argument("--spread-seconds", type=float, default=240.0, help="event times spread (default 240)")
+
+    sub.add_parser("verify-pipeline", help="print schema, row count and sample rows of moderation.training_data")
+
+    args = parser.parse_args(argv)
+    if args.command == "db":
+        from gourmetgram.common import db
+
+        url = _env("DATABASE_URL")
+        if args.action == "upgrade":
+            db.upgrade(url)
+        print(f"schema revision: {db.current_revision(url)}")
+    elif args.command == "topics":
+        from gourmetgram.common import kafka
+
+        created = kafka.ensure_topics(_env("KAFKA_BOOTSTRAP_SERVERS"))
+        print(f"created: {', '.join(created) or 'none'}; expected: {', '.join(names.ALL_TOPICS)}")
+    elif args.command == "simulate-viral":
+        from gourmetgram.tools import simulate_viral
+
+        if args.views < 1:
+            parser.error("--views must be at least 1")
+        simulate_viral.main(
+            _env("DATABASE_URL"), _env("KAFKA_BOOTSTRAP_SERVERS"), args.image_id, args.views, args.spread_seconds
+        )
+    elif args.command == "verify-pipeline":
+        from gourmetgram.etl import verify  # provided by the ETL package
+
+        return int(verify.main() or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.stream.helpers import Service
+
+
+@pytest.fixture()
+def services(tmp_path: Path) -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for svc in started:
+        svc.stop()
+
+
+@pytest.fixture()
+def consumer_group() -> str:
+    return f"gg-test-stream-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture()
+def start_consumer(services, tmp_path, infra_env, migrated_db, kafka_bootstrap, consumer_group):
+    def _start(**env: str) -> Service:
+        svc = Service(
+            "gourmetgram.stream_consumer.main",
+            {"KAFKA_CONSUMER_GROUP": consumer_group, "CONSUMER_POLL_TIMEOUT": "0.2", **env},
+            tmp_path / f"stream-consumer-{len(services)}.log",
+        ).start()
+        services.append(svc)
+        return svc
+
+    return _start
