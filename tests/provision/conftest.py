@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 import requests_mock
 
+# Works with both pytest import modes (prepend and importlib): the repo root for `provision`, this
+# directory for the fake.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+for _path in (REPO_ROOT, Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from fake_openstack import APP_CRED_ID, APP_CRED_SECRET, FakeKvmTacc  # noqa: E402
 
