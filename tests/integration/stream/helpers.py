@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer
+from sqlalchemy import text
+
 from gourmetgram.common import db, kafka, names
 from gourmetgram.common.events import CommentEvent, FlagEvent, UploadEvent, ViewEvent
-from sqlalchemy import text
 
 
 def seed_image(

@@ -6,9 +6,9 @@ import time
 import uuid
 
 import pytest
-from gourmetgram.common import db, names
 from sqlalchemy import text
 
+from gourmetgram.common import db, names
 from tests.integration.stream import helpers as h
 
 pytestmark = pytest.mark.integration

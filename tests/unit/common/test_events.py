@@ -2,6 +2,7 @@ import json
 import uuid
 
 import pytest
+
 from gourmetgram.common import names
 from gourmetgram.common.events import EventError, ViewEvent, moderation_request_id, parse_event
 

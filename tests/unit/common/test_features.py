@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from gourmetgram.common import features, names
 from gourmetgram.common.features import FeatureInputs
 

@@ -1,4 +1,5 @@
 import pytest
+
 from gourmetgram.common import names
 from gourmetgram.inference.heuristic import HeuristicSignals, score
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from gourmetgram.common.db import Base
 from sqlalchemy import create_engine, pool
+
+from gourmetgram.common.db import Base
 
 config = context.config
 target_metadata = Base.metadata
