@@ -424,6 +424,8 @@ def translate_error(exc: BaseException, doing: str) -> ProvisionError | None:
     status = getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
     if isinstance(exc, sdk_exc.HttpException | ks_exc.HttpError) and status is not None:
         detail = getattr(exc, "details", None) or getattr(exc, "message", None) or str(exc)
+        if status == 413 or "quota" in str(detail).lower():
+            return CloudRefused(f"{doing}: quota exceeded ({detail}); free resources or ask for more quota")
         if status == 401:
             return AuthError(f"{doing}: authentication failed ({detail}); the credential may have expired")
         if status == 403:
@@ -431,8 +433,6 @@ def translate_error(exc: BaseException, doing: str) -> ProvisionError | None:
                 f"{doing}: forbidden ({detail}); the application credential may be restricted or lack "
                 "the member/reader role: create an 'Unrestricted' one"
             )
-        if status == 413 or "quota" in str(detail).lower():
-            return CloudRefused(f"{doing}: quota exceeded ({detail}); free resources or ask for more quota")
         return ProvisionError(f"{doing}: HTTP {status}: {detail}")
     if isinstance(exc, sdk_exc.DuplicateResource):
         return Ambiguous(f"{doing}: {exc}")

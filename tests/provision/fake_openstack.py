@@ -68,6 +68,7 @@ class FakeKvmTacc:
         }
         self.server_build_polls = 2
         self.extend_allowed = False
+        self.server_create_error: tuple[int, str] | None = None  # e.g. (403, "Quota exceeded for instances")
         self.lose_response_of_write: int | None = None  # 1-based index among writes (token POSTs excluded)
         self.catalog_region = REGION
 
@@ -245,6 +246,14 @@ class FakeKvmTacc:
         self._set_lease_status(lease, status)
         return lease
 
+    def vanish_server(self, sid: str) -> None:
+        """The server is deleted outside the tool (dashboard, or Blazar at lease end)."""
+        self._remove_server(sid)
+
+    def end_lease(self, lease_id: str) -> None:
+        """Blazar ends and deletes the lease, deleting the servers on its flavor."""
+        self._blazar("DELETE", f"/v1/leases/{lease_id}", {}, None)
+
     # ---------------------------------------------------------------- queries for tests
     def live_leases(self) -> list[dict[str, Any]]:
         return [le for le in self.leases.values() if le["status"] not in ("TERMINATED", "DELETED")]
@@ -287,7 +296,9 @@ class FakeKvmTacc:
                 raise LostResponse(f"fake: connection dropped after {method} {url.path} was applied")
         if payload is None:
             return requests_mock.create_response(request, status_code=status, headers=headers)
-        return requests_mock.create_response(request, status_code=status, json=payload, headers=headers)
+        return requests_mock.create_response(
+            request, status_code=status, json=payload, headers={"Content-Type": "application/json", **headers}
+        )
 
     # ---------------------------------------------------------------- Keystone
     def _keystone(self, method: str, path: str, query: dict, body: Any) -> tuple | None:
@@ -400,6 +411,9 @@ class FakeKvmTacc:
         return bool(lease and lease["status"] == "ACTIVE")
 
     def _create_server(self, req: dict[str, Any]) -> tuple:
+        if self.server_create_error:
+            code, message = self.server_create_error
+            return code, {"forbidden" if code == 403 else "badRequest": {"code": code, "message": message}}
         flavor = self.flavors.get(req.get("flavorRef", ""))
         if flavor is None or not self._flavor_visible(flavor):
             return 400, {"badRequest": {"code": 400, "message": f"Flavor {req.get('flavorRef')} could not be found."}}

@@ -210,6 +210,15 @@ def test_server_error_reports_fault(fake: FakeKvmTacc, run: Any) -> None:
     assert fake.servers == {} and fake.leases == {}
 
 
+def test_quota_refusal_is_cloud_refused(fake: FakeKvmTacc, run: Any) -> None:
+    fake.server_create_error = (403, "Quota exceeded for instances: Requested 1, but already used 10 of 10")
+    r = run("up")
+    assert r.code == 4 and "Quota exceeded for instances" in r.err
+    fake.server_create_error = None
+    assert run("up").code == 0
+    assert_complete(fake, run.inventory)
+
+
 def test_two_live_leases_with_the_name_are_refused(fake: FakeKvmTacc, run: Any) -> None:
     a = fake.add_lease("lab-4-data-platform")
     b = fake.add_lease("lab-4-data-platform", status="PENDING")
@@ -250,13 +259,13 @@ def test_orphaned_own_floating_ip_is_reused_then_released(fake: FakeKvmTacc, run
     assert run("up").code == 0
     (fip,) = fake.fips.values()
     # someone deletes the VM by hand: Neutron keeps the IP, unassociated
-    fake._remove_server(my_servers(fake)[0]["id"])
+    fake.vanish_server(my_servers(fake)[0]["id"])
     assert fip["port_id"] is None
     r = run("up")
     assert r.code == 0, r.err
     assert r.out["floating_ip"] == fip["floating_ip_address"]
     assert len(fake.fips) == 1 and fip["port_id"] is not None
-    fake._remove_server(my_servers(fake)[0]["id"])
+    fake.vanish_server(my_servers(fake)[0]["id"])
     assert run("down").code == 0
     assert fake.fips == {}
 
@@ -404,7 +413,7 @@ def test_down_after_lease_ended(fake: FakeKvmTacc, run: Any) -> None:
     """Blazar already deleted the lease and its server; the floating IP is left over."""
     assert run("up").code == 0
     (lease,) = fake.live_leases()
-    fake._blazar("DELETE", f"/v1/leases/{lease['id']}", {}, None)
+    fake.end_lease(lease["id"])
     r = run("down")
     assert r.code == 0, r.err
     assert fake.fips == {} and not run.inventory.exists()
