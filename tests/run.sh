@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"). On a fresh Debian 12 machine, as root:
+#
+#   tests/run.sh            # everything: setup, lint, unit, integration, airflow, testbed, e2e
+#   tests/run.sh unit       # one or more stages: setup lint unit integration airflow testbed e2e
+#
+# It installs what it needs (apt packages, a venv, Ansible collections, the Kafka/MinIO local
+# artifacts, Airflow), starts the loopback servers, and prints each stage's duration. Downloads
+# and builds are cached in $GG_CACHE (default /var/cache/gourmetgram), so reruns are fast.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+export GG_CACHE=${GG_CACHE:-/var/cache/gourmetgram}
+export GG_INFRA_DIR=${GG_INFRA_DIR:-/tmp/gg-infra}
+export ANSIBLE_COLLECTIONS_PATH=${ANSIBLE_COLLECTIONS_PATH:-$GG_CACHE/ansible-collections}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+venv=${GG_VENV:-$GG_CACHE/venv}
+py=${GG_PYTHON:-python3.11}
+all_stages=(setup lint unit integration airflow testbed e2e)
+stages=("${@:-${all_stages[@]}}")
+declare -a timings=()
+failed=0
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    echo "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+stage_setup() {
+  apt_install postgresql redis-server maven openjdk-17-jre-headless debootstrap systemd-container \
+    nftables iproute2 openssh-client rsync curl ca-certificates python3-venv
+  # Debian starts the packaged servers; the tests run their own instances on other ports.
+  for unit in postgresql redis-server; do
+    if command -v systemctl >/dev/null && systemctl is-active -q "$unit" 2>/dev/null; then systemctl stop "$unit"; fi
+  done
+  pkill -x redis-server 2>/dev/null || true
+  local stamp
+  stamp=$(cat pyproject.toml ansible/requirements.txt | sha256sum | cut -c1-16)
+  if [[ ! -x $venv/bin/python || $(cat "$venv/.gg-stamp" 2>/dev/null) != "$stamp" ]]; then
+    rm -rf "$venv"
+    "$py" -m venv "$venv"
+    "$venv/bin/pip" install -q -U pip
+    "$venv/bin/pip" install -q -e ".[dev]" -r ansible/requirements.txt
+    echo "$stamp" >"$venv/.gg-stamp"
+  else
+    "$venv/bin/pip" install -q --no-deps -e .
+  fi
+  ansible/collections.sh
+  ansible/artifacts/build.sh
+  tests/infra/servers.sh install
+  tests/infra/servers.sh start
+  tests/infra/airflow.sh install
+  tests/infra/airflow.sh dbinit
+}
+
+pytest_run() { "$venv/bin/python" -m pytest "$@"; }
+
+stage_lint() {
+  "$venv/bin/ruff" check .
+  "$venv/bin/ruff" format --check services provision tests bench dags training
+  if [[ -f site.yml ]]; then
+    "$venv/bin/ansible-playbook" -i inventory/example.yml --syntax-check site.yml
+  fi
+  "$venv/bin/ansible-lint" --profile production --offline roles/ ${site:+site.yml}
+}
+
+stage_unit() { pytest_run -q -m "not integration and not airflow and not testbed and not e2e"; }
+
+stage_integration() {
+  tests/infra/servers.sh start >/dev/null
+  pytest_run -q -m integration
+}
+
+stage_airflow() {
+  tests/infra/servers.sh start >/dev/null
+  pytest_run -q -m airflow
+}
+
+stage_testbed() {
+  # Test hosts (systemd-nspawn): the tool itself, every role's molecule scenario, then site.yml.
+  pytest_run -q -m testbed -p no:cacheprovider
+}
+
+stage_e2e() { pytest_run -q -m e2e -p no:cacheprovider; }
+
+for s in "${stages[@]}"; do
+  declare -F "stage_$s" >/dev/null || { echo "unknown stage $s (stages: ${all_stages[*]})" >&2; exit 2; }
+done
+if [[ ${stages[0]} != setup && ! -x $venv/bin/python ]]; then stages=(setup "${stages[@]}"); fi
+[[ -f site.yml ]] && site=1 || site=
+
+for s in "${stages[@]}"; do
+  say "stage $s"
+  t0=$SECONDS
+  if ! "stage_$s"; then failed=1; timings+=("$s: FAILED after $((SECONDS - t0)) s"); break; fi
+  timings+=("$s: $((SECONDS - t0)) s")
+done
+
+say "stage timings"
+printf '  %s\n' "${timings[@]}"
+exit $failed
