@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import threading
 import time
@@ -39,6 +40,28 @@ log = logs.get_logger("api.relay")
 
 # pg advisory lock key for "the outbox relay leader" (any stable 64-bit number).
 RELAY_LOCK_ID = 0x6767_6F75_7462_6F78 & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class _RateLimit(logging.Filter):
+    """At most one record per (logger, message prefix) every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 30.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self.last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = f"{record.name}:{str(record.msg)[:40]}"
+        now = time.monotonic()
+        if now - self.last.get(key, -1e9) < self.interval:
+            return False
+        self.last[key] = now
+        return True
+
+
+# librdkafka's own log lines (connection refused every few hundred ms while the broker is down).
+rdkafka_log = logs.get_logger("api.relay.librdkafka")
+rdkafka_log.addFilter(_RateLimit())
 
 
 class RelayStats:
@@ -87,6 +110,7 @@ class OutboxRelay:
         self._thread: threading.Thread | None = None
         self._last_prune = 0.0
         self._topics_ensured = False
+        self._last_down_log = -1e9
 
     # --- producer ------------------------------------------------------------------------
     def _default_producer(self) -> Producer:
@@ -97,6 +121,7 @@ class OutboxRelay:
                 "delivery.timeout.ms": self.settings.kafka_delivery_timeout_ms,
                 "error_cb": self._on_error,
                 "log.connection.close": False,
+                "logger": rdkafka_log,
             },
         )
 
@@ -105,7 +130,10 @@ class OutboxRelay:
             self._fatal = True
             logs.event(log, "kafka fatal error", level=40, error=err.str())
         elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-            logs.event(log, "broker unreachable", level=30, error=err.str())
+            now = time.monotonic()
+            if now - self._last_down_log > 30.0:
+                self._last_down_log = now
+                logs.event(log, "broker unreachable; events stay in the outbox", level=30, error=err.str())
 
     def _get_producer(self) -> Producer:
         if self._producer is None or self._fatal:
