@@ -110,6 +110,7 @@ def read_topics(
             if payload.get("event_id") in want:
                 payload["_topic"] = msg.topic()
                 payload["_key"] = msg.key().decode() if msg.key() else None
+                payload["_offset"] = (msg.partition(), msg.offset())
                 found.setdefault(payload["event_id"], []).append(payload)
     finally:
         consumer.close()
