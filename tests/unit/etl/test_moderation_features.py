@@ -93,7 +93,7 @@ def test_training_rows_hand_checked() -> None:
 
 
 def test_decision_points_after_cutoff_and_short_horizon() -> None:
-    users, images, flags, events, (a, b, c, _young) = _history()
+    users, images, flags, events, (a, b, _c, _young) = _history()
     # Horizon 6 min, cutoff T0 + 12 min: a (T0) and b (T0+2) are old enough, c (T0+10) is not;
     # only decision points <= cutoff appear (0 and 5 min), and a's flag at +3 h is not in 6 min.
     rows = moderation.build_training_rows(
