@@ -11,6 +11,10 @@ from confluent_kafka import Consumer, TopicPartition
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.integration.stream.helpers import commit_group_at_end  # noqa: E402
+
+__all__ = ["commit_group_at_end"]
+
 
 def load_infra_env() -> dict[str, str]:
     path = Path(os.environ.get("GG_INFRA_DIR", "/tmp/gg-infra")) / "env"
@@ -19,22 +23,6 @@ def load_infra_env() -> dict[str, str]:
     env = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     os.environ.update(env)
     return env
-
-
-def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    """Make ``group`` start at the current end of ``topics`` (so a run reads only new events)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    ends: dict[tuple[str, int], int] = {}
-    md = c.list_topics(timeout=10)
-    tps = []
-    for t in topics:
-        for p in md.topics[t].partitions:
-            _, high = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)
-            ends[(t, p)] = high
-            tps.append(TopicPartition(t, p, high))
-    c.commit(offsets=tps, asynchronous=False)
-    c.close()
-    return ends
 
 
 def committed(bootstrap: str, group: str, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.stream.helpers import Service
+from gourmetgram.common import names
+from tests.integration.stream.helpers import Service, commit_group_at_end
 
 
 @pytest.fixture()
@@ -18,8 +19,11 @@ def services(tmp_path: Path) -> Iterator[list[Service]]:
 
 
 @pytest.fixture()
-def consumer_group() -> str:
-    return f"gg-test-stream-{uuid.uuid4().hex[:8]}"
+def consumer_group(kafka_bootstrap: str) -> str:
+    """A fresh group positioned at the current end of the event topics: it sees only this test's events."""
+    group = f"gg-test-stream-{uuid.uuid4().hex[:8]}"
+    commit_group_at_end(kafka_bootstrap, group, list(names.EVENT_TOPICS))
+    return group
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
 from gourmetgram.common import db, kafka, names
@@ -133,6 +133,20 @@ def read_topic(
     finally:
         consumer.close()
     return out
+
+
+def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """Commit ``group``'s offsets at the current end of ``topics`` (it will read only newer messages).
+    Returns those end offsets."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    md = c.list_topics(timeout=10)
+    ends: dict[tuple[str, int], int] = {}
+    for t in topics:
+        for p in md.topics[t].partitions:
+            ends[(t, p)] = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+    c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False)
+    c.close()
+    return ends
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:

@@ -26,10 +26,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture()
 def start_inference(services, tmp_path, infra_env, migrated_db, kafka_bootstrap, s3_settings):
+    # A fresh group at the current end of the request topic: it sees only this test's requests.
+    group = f"gg-test-inf-{uuid.uuid4().hex[:8]}"
+    h.commit_group_at_end(kafka_bootstrap, group, [names.TOPIC_MODERATION_REQUESTS])
+
     def _start(**env: str) -> h.Service:
         svc = h.Service(
             "gourmetgram.inference.main",
-            {"KAFKA_CONSUMER_GROUP": f"gg-test-inf-{uuid.uuid4().hex[:8]}", **env},
+            {"KAFKA_CONSUMER_GROUP": group, **env},
             tmp_path / f"inference-{len(services)}.log",
         ).start()
         services.append(svc)
