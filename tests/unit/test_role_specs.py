@@ -45,7 +45,7 @@ def test_no_default_secrets(role: Path):
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
 def test_role_layout(role: Path):
-    for rel in ("meta/main.yml", "tasks/main.yml", "molecule/default/molecule.yml"):
+    for rel in ("meta/main.yml", "tasks/main.yml"):
         assert (role / rel).exists(), f"{role.name}: {rel} missing"
     private = {}
     for os_vars in ("vars/Debian.yml", "vars/Ubuntu.yml"):
