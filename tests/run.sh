@@ -15,7 +15,7 @@ export GG_INFRA_DIR=${GG_INFRA_DIR:-/tmp/gg-infra}
 export ANSIBLE_COLLECTIONS_PATH=${ANSIBLE_COLLECTIONS_PATH:-$GG_CACHE/ansible-collections}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 venv=${GG_VENV:-$GG_CACHE/venv}
-py=${GG_PYTHON:-python3.11}
+export GG_VENV=$venv
 all_stages=(setup lint unit integration airflow testbed e2e)
 stages=("${@:-${all_stages[@]}}")
 declare -a timings=()
@@ -34,26 +34,13 @@ apt_install() {
 }
 
 stage_setup() {
-  apt_install postgresql redis-server maven openjdk-17-jre-headless debootstrap systemd-container \
-    nftables iproute2 openssh-client rsync curl ca-certificates python3-venv
+  apt_install postgresql redis-server
   # Debian starts the packaged servers; the tests run their own instances on other ports.
   for unit in postgresql redis-server; do
     if command -v systemctl >/dev/null && systemctl is-active -q "$unit" 2>/dev/null; then systemctl stop "$unit"; fi
   done
   pkill -x redis-server 2>/dev/null || true
-  local stamp
-  stamp=$(cat pyproject.toml ansible/requirements.txt | sha256sum | cut -c1-16)
-  if [[ ! -x $venv/bin/python || $(cat "$venv/.gg-stamp" 2>/dev/null) != "$stamp" ]]; then
-    rm -rf "$venv"
-    "$py" -m venv "$venv"
-    "$venv/bin/pip" install -q -U pip
-    "$venv/bin/pip" install -q -e ".[dev]" -r ansible/requirements.txt
-    echo "$stamp" >"$venv/.gg-stamp"
-  else
-    "$venv/bin/pip" install -q --no-deps -e .
-  fi
-  ansible/collections.sh
-  ansible/artifacts/build.sh
+  ansible/bootstrap.sh --artifacts >/dev/null
   tests/infra/servers.sh install
   tests/infra/servers.sh start
   tests/infra/airflow.sh install
