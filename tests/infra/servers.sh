@@ -16,7 +16,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 dir=${GG_INFRA_DIR:-/tmp/gg-infra}
-base=${GG_INFRA_PORT_BASE:-25400}
+# The port base is remembered in the env file, so `start kafka` later (e.g. from a test) reuses it.
+base=${GG_INFRA_PORT_BASE:-$(sed -n 's/^GG_INFRA_PORT_BASE=//p' "$dir/env" 2>/dev/null)}
+base=${base:-25400}
 pg_port=$base redis_port=$((base + 1)) kafka_port=$((base + 2)) kafka_ctl_port=$((base + 3))
 minio_port=$((base + 4)) minio_console_port=$((base + 5))
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -67,6 +69,7 @@ S3_ENDPOINT_URL=http://127.0.0.1:$minio_port
 AWS_ACCESS_KEY_ID=$MINIO_USER
 AWS_SECRET_ACCESS_KEY=$MINIO_PASSWORD
 GG_INFRA_DIR=$dir
+GG_INFRA_PORT_BASE=$base
 GG_INFRA_SCRIPT=$here/servers.sh
 EOF
 }
