@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -81,9 +82,13 @@ def ensure_topics(
     return created
 
 
+_probe_log = logging.getLogger("gourmetgram.kafka.probe")
+_probe_log.setLevel(logging.ERROR)  # a down broker is the answer, not a log line per retry
+
+
 def broker_reachable(bootstrap: str, timeout: float = 3.0) -> bool:
     try:
-        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+        AdminClient({"bootstrap.servers": bootstrap, "logger": _probe_log}).list_topics(timeout=timeout)
         return True
     except KafkaException:
         return False
