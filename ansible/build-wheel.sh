@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the `gourmetgram` wheel from THIS checkout on the controller, once per source state.
+#
+# The wheel lands in $GG_WHEEL_DIR (default $GG_CACHE/wheels/gourmetgram, or
+# ~/.cache/gourmetgram/wheels/gourmetgram when the shared cache is not writable) under a directory
+# named after a digest of the package sources (pyproject.toml + services/, bytecode excluded), so
+#   - a rerun with unchanged sources does nothing and prints the same path;
+#   - the roles copy it to hosts under that digest, which makes "new code" a new path (the package
+#     version stays 0.1.0, so pip alone could not tell two builds apart).
+# The build runs in a scratch copy of the sources: the shared checkout gets no build/ or egg-info.
+# Prints JSON: {"wheel": PATH, "digest": HEX, "built": true|false}.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${GG_CACHE:-/var/cache/gourmetgram}
+if [[ -z ${GG_WHEEL_DIR:-} ]]; then
+  if mkdir -p "$cache/wheels/gourmetgram" 2>/dev/null && [[ -w $cache/wheels/gourmetgram ]]; then
+    GG_WHEEL_DIR=$cache/wheels/gourmetgram
+  else
+    GG_WHEEL_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/gourmetgram/wheels/gourmetgram
+  fi
+fi
+python=${PYTHON:-python3}
+
+cd "$repo"
+# Sources that go into the wheel: pyproject.toml, README.md if present, services/ (tracked or not:
+# the checkout under test is what gets deployed), without bytecode and editable-install leftovers.
+mapfile -t files < <(
+  { printf '%s\n' pyproject.toml; [[ -f README.md ]] && echo README.md
+    find services -type f ! -path '*/__pycache__/*' ! -name '*.py[cod]' ! -path '*.egg-info/*'; } | LC_ALL=C sort
+)
+digest=$(for f in "${files[@]}"; do printf '%s\0' "$f"; sha256sum <"$f"; done | sha256sum | cut -c1-16)
+out="$GG_WHEEL_DIR/$digest"
+whl=$(compgen -G "$out/gourmetgram-*.whl" | head -n1 || true)
+if [[ -n $whl ]]; then
+  printf '{"wheel": "%s", "digest": "%s", "built": false}\n' "$whl" "$digest"
+  exit 0
+fi
+
+mkdir -p "$GG_WHEEL_DIR"
+scratch=$(mktemp -d "$GG_WHEEL_DIR/.build.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$scratch/src"
+tar -cf - "${files[@]}" | tar -C "$scratch/src" -xf -
+t0=$SECONDS
+# Fixed timestamps: the same sources give byte-identical wheels (SOURCE_DATE_EPOCH is honoured by bdist_wheel).
+SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$scratch/dist" "$scratch/src" >&2
+mkdir -p "$scratch/final"
+mv "$scratch"/dist/gourmetgram-*.whl "$scratch/final/"
+rm -rf "$out"
+mv "$scratch/final" "$out"
+whl=$(compgen -G "$out/gourmetgram-*.whl" | head -n1)
+echo "[build-wheel] built $(basename "$whl") ($digest) in $((SECONDS - t0)) s" >&2
+printf '{"wheel": "%s", "digest": "%s", "built": true}\n' "$whl" "$digest"
