@@ -23,23 +23,9 @@ failed=0
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-apt_install() {
-  local missing=()
-  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
-  if ((${#missing[@]})); then
-    echo "apt-get install ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
-
 stage_setup() {
-  apt_install postgresql redis-server
-  # Debian starts the packaged servers; the tests run their own instances on other ports.
-  for unit in postgresql redis-server; do
-    if command -v systemctl >/dev/null && systemctl is-active -q "$unit" 2>/dev/null; then systemctl stop "$unit"; fi
-  done
-  pkill -x redis-server 2>/dev/null || true
+  # The tests run their own server instances on other ports; packaged ones that Debian may have
+  # started are left alone.
   ansible/bootstrap.sh --artifacts >/dev/null
   tests/infra/servers.sh install
   tests/infra/servers.sh start
