@@ -38,10 +38,8 @@ pytest_run() { "$venv/bin/python" -m pytest "$@"; }
 stage_lint() {
   "$venv/bin/ruff" check .
   "$venv/bin/ruff" format --check services provision tests bench dags training
-  if [[ -f site.yml ]]; then
-    "$venv/bin/ansible-playbook" -i inventory/example.yml --syntax-check site.yml
-  fi
-  "$venv/bin/ansible-lint" --profile production --offline roles/ ${site:+site.yml}
+  "$venv/bin/ansible-playbook" -i inventory/example.yml --syntax-check site.yml
+  "$venv/bin/ansible-lint" -c ansible/ansible-lint.yml --offline
 }
 
 stage_unit() { pytest_run -q -m "not integration and not airflow and not testbed and not e2e"; }
@@ -67,12 +65,16 @@ for s in "${stages[@]}"; do
   declare -F "stage_$s" >/dev/null || { echo "unknown stage $s (stages: ${all_stages[*]})" >&2; exit 2; }
 done
 if [[ ${stages[0]} != setup && ! -x $venv/bin/python ]]; then stages=(setup "${stages[@]}"); fi
-[[ -f site.yml ]] && site=1 || site=
 
 for s in "${stages[@]}"; do
   say "stage $s"
   t0=$SECONDS
-  if ! "stage_$s"; then failed=1; timings+=("$s: FAILED after $((SECONDS - t0)) s"); break; fi
+  # A subshell outside any conditional, so `set -e` holds inside the stage.
+  set +e
+  (set -e; "stage_$s")
+  rc=$?
+  set -e
+  if ((rc != 0)); then failed=1; timings+=("$s: FAILED (exit $rc) after $((SECONDS - t0)) s"); break; fi
   timings+=("$s: $((SECONDS - t0)) s")
 done
 
