@@ -88,7 +88,13 @@ deployment_name() { if $sandbox; then echo sandbox; else basename "$inventory" .
 case $cmd in
   up)
     progress "controller tools (venv, Ansible collections$($sandbox && echo ', local Kafka/MinIO artifacts'))"
-    if $sandbox; then venv=$(ansible/bootstrap.sh --artifacts); else venv=$(ansible/bootstrap.sh); fi
+    venv=$(ansible/bootstrap.sh)
+    if $sandbox; then
+      # Offline-capable choices: Kafka and MinIO from the local artifacts, the generated sample images.
+      eval "$(ansible/artifacts/build.sh)"
+      extra=(-e "kafka_local_artifact=$GG_KAFKA_TARBALL" -e "minio_local_artifact=$GG_MINIO_BINARY"
+        -e gourmetgram_dataset=sample "${extra[@]}")
+    fi
     if $sandbox; then
       progress "sandbox host '$lab' (Debian 12 under systemd-nspawn)"
       if lab_running; then
