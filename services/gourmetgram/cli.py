@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p_viral.add_argument("--spread-seconds", type=float, default=240.0, help="event times spread (default 240)")
 
     sub.add_parser("verify-pipeline", help="print schema, row count and sample rows of moderation.training_data")
+    sub.add_parser("stats", help="messages per topic and rows per table, as JSON")
+    sub.add_parser("models", help="the published model artifacts and their metadata, as JSON")
 
     args = parser.parse_args(argv)
     if args.command == "db":
@@ -54,6 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         simulate_viral.main(
             _env("DATABASE_URL"), _env("KAFKA_BOOTSTRAP_SERVERS"), args.image_id, args.views, args.spread_seconds
         )
+    elif args.command == "stats":
+        from gourmetgram.tools import stats
+
+        print(json.dumps(stats.stats(_env("DATABASE_URL"), _env("KAFKA_BOOTSTRAP_SERVERS")), indent=2))
+    elif args.command == "models":
+        from gourmetgram.common.settings import S3Settings
+        from gourmetgram.common.storage import s3_client
+        from gourmetgram.tools import stats
+
+        print(json.dumps(stats.models(s3_client(S3Settings())), indent=2, default=str))  # type: ignore[call-arg]
     elif args.command == "verify-pipeline":
         from gourmetgram.etl import verify  # provided by the ETL package
 
