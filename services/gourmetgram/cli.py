@@ -17,6 +17,9 @@ def _env(name: str) -> str:
     return value
 
 
+_DELEGATED = {"train": "train_main", "generate-large-dataset": "generate_main"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gourmetgram", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,9 +36,21 @@ def main(argv: list[str] | None = None) -> int:
     p_viral.add_argument("--spread-seconds", type=float, default=240.0, help="event times spread (default 240)")
 
     sub.add_parser("verify-pipeline", help="print schema, row count and sample rows of moderation.training_data")
+    for name, what in (
+        ("train", "stream-train on an Iceberg table, optionally --publish (lab 7)"),
+        ("generate-large-dataset", "create moderation.large_training_data (lab 7a)"),
+    ):
+        p_sub = sub.add_parser(name, help=what, add_help=False)
+        p_sub.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("stats", help="messages per topic and rows per table, as JSON")
     sub.add_parser("models", help="the published model artifacts and their metadata, as JSON")
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in _DELEGATED:
+        from gourmetgram.training import cli as training_cli
+
+        getattr(training_cli, _DELEGATED[argv[0]])(argv[1:])
+        return 0
     args = parser.parse_args(argv)
     if args.command == "db":
         from gourmetgram.common import db
