@@ -18,7 +18,7 @@ cd "$repo"
 export GG_CACHE=${GG_CACHE:-/var/cache/gourmetgram}
 export ANSIBLE_COLLECTIONS_PATH=${ANSIBLE_COLLECTIONS_PATH:-$GG_CACHE/ansible-collections}
 lab=${GG_SANDBOX_LAB:-sandbox}
-sandbox_inventory=inventory/sandbox.yml
+sandbox_inventory=${GG_SANDBOX_INVENTORY:-inventory/sandbox.yml}
 
 cmd=${1:-}
 shift || true

@@ -1,0 +1,325 @@
+"""Lab steps 4–8 automated against a freshly deployed host (issue 6).
+
+The host is brought up exactly as the README tells a newcomer: ``provision/platform.sh up`` (a
+fresh Debian 12 sandbox host, Kafka and MinIO from the local artifacts, the sample dataset). The
+tests then follow the lab in order, on the host over SSH and against the UIs/APIs on its address:
+
+4  events arrive in all four topics and the Postgres tables grow while the generator runs;
+   Redis holds window keys for an image with counts
+5  generator stopped, simulate-viral → viral alert in the consumer's journal and a heuristic
+   decision row (lab 5e's query)
+6  generator restarted, both DAGs run through Airflow's REST API to success, training_data has rows
+7  training on the real table publishes the four artifacts to MinIO
+8  inference switched to model mode by a playbook variable (re-run of the same command),
+   simulate-viral again → a decision with inference_mode = model; the comparison query (8e)
+   gives one row per mode
+
+    sudo $GG_CACHE/venv/bin/pytest -m e2e tests/e2e -s
+
+GG_E2E_KEEP=1 keeps the host afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gourmetgram.common import names
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = os.environ.get("GG_E2E_LAB", "e2e")
+KEEP = os.environ.get("GG_E2E_KEEP") == "1"
+TIMINGS: dict[str, float] = {}
+# 20,000 events/h instead of 3,000 so that flags (2 % of events) show up within a minute.
+FAST_GENERATOR = json.dumps({"gourmetgram_service_extra_env": {"generator": {"GENERATOR_ARRIVAL_RATE": "20000"}}})
+STATE: dict[str, Any] = {}
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
+
+
+def log(msg: str) -> None:
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Platform:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.inventory = work / "sandbox.yml"
+        self.secrets = work / "secrets"
+        self.env = dict(
+            os.environ,
+            GG_SANDBOX_LAB=LAB,
+            GG_SANDBOX_INVENTORY=str(self.inventory),
+            GG_SECRETS_DIR=str(self.secrets),
+            ANSIBLE_FORCE_COLOR="0",
+        )
+        self.address = ""
+        self.host = ""
+
+    def command(self, *args: str, label: str) -> str:
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [str(ROOT / "provision" / "platform.sh"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=3000,
+            check=False,
+        )
+        TIMINGS[label] = round(time.monotonic() - t0, 1)
+        (self.work / f"{label.replace(' ', '-')}.log").write_text(proc.stdout + proc.stderr)
+        log(f"{label}: {TIMINGS[label]} s (exit {proc.returncode})")
+        assert proc.returncode == 0, (
+            f"platform.sh {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-3000:]}"
+        )
+        return proc.stdout
+
+    def ssh(self, command: str, check: bool = True, timeout: float = 600) -> str:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "ansible" / "testbed" / "testbed.py"),
+                "ssh",
+                "--lab",
+                LAB,
+                "--host",
+                self.host,
+                "--",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check:
+            assert proc.returncode == 0, f"{command!r} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    def psql(self, sql: str) -> list[list[str]]:
+        out = self.ssh(f"runuser -u postgres -- psql -d gourmetgram -AtF '|' -c {_q(sql)}")
+        return [line.split("|") for line in out.splitlines() if line]
+
+    def gourmetgram(self, *args: str) -> str:
+        return self.ssh("gourmetgram " + " ".join(_q(a) for a in args))
+
+    def stats(self) -> dict[str, Any]:
+        return json.loads(self.gourmetgram("stats"))
+
+    def secret(self, name: str) -> str:
+        return (self.secrets / name).read_text().strip()
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 3.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("e2e")
+    p = Platform(work)
+    subprocess.run(
+        [sys.executable, str(ROOT / "ansible/testbed/testbed.py"), "destroy", "--lab", LAB],
+        capture_output=True,
+        check=False,
+    )
+    try:
+        out = p.command("up", "-e", FAST_GENERATOR, label="deploy")
+        m = re.search(r"GourmetGram is up on (\S+) \(([\d.]+)\)", out)
+        assert m, out[-3000:]
+        p.host, p.address = m.group(1), m.group(2)
+        log(f"deployed on {p.host} ({p.address})")
+        yield p
+    finally:
+        log(f"timings (s): {json.dumps(TIMINGS)}")
+        if not KEEP:
+            subprocess.run([str(ROOT / "provision/platform.sh"), "down"], env=p.env, capture_output=True, check=False)
+
+
+# --- step 4 ---------------------------------------------------------------------------------------
+def test_step4_events_flow_into_all_topics_and_tables(platform: Platform) -> None:
+    t0 = time.monotonic()
+    first = platform.stats()
+    grown_topics = set()
+
+    def all_grew() -> bool:
+        now = platform.stats()
+        for topic in names.EVENT_TOPICS:
+            if now["topics"][topic] > first["topics"][topic]:
+                grown_topics.add(topic)
+        tables_grew = all(now["tables"][t] > first["tables"][t] for t in ("users", "images", "comments", "flags"))
+        STATE["stats"] = now
+        return grown_topics == set(names.EVENT_TOPICS) and tables_grew
+
+    wait_for(all_grew, 300, f"growth in all four topics and tables (so far {sorted(grown_topics)})", interval=5)
+    TIMINGS["step4 data flowing"] = round(time.monotonic() - t0, 1)
+    log(f"step 4: {STATE['stats']}")
+
+
+def test_step4b_redis_window_keys(platform: Platform) -> None:
+    auth = "REDISCLI_AUTH=$(sed -n 's/^REDIS_PASSWORD=//p' /etc/gourmetgram/stream-consumer.env)"
+    key = platform.ssh(f"{auth} redis-cli --no-auth-warning --scan --pattern 'image:*:views' | head -1").strip()
+    assert re.fullmatch(r"image:[0-9a-f-]{36}:views", key), key
+    image_id = key.split(":")[1]
+    now = time.time()
+    counts = platform.ssh(
+        f"{auth} sh -c 'redis-cli --no-auth-warning TYPE {key};"
+        f" redis-cli --no-auth-warning ZCOUNT {key} {now - 3600} {now + 60};"
+        f" redis-cli --no-auth-warning EXISTS image:{image_id}:metadata'"
+    ).split()
+    assert counts[0] == "zset" and int(counts[1]) >= 1, counts
+    log(f"step 4b: {key} has {counts[1]} views in the last hour; metadata hash exists={counts[2]}")
+
+
+# --- step 5 ---------------------------------------------------------------------------------------
+def test_step5_viral_burst_heuristic_decision(platform: Platform) -> None:
+    platform.ssh("systemctl stop gourmetgram-generator")
+    out = platform.gourmetgram("simulate-viral")
+    image_id = re.search(r"Simulating viral burst for image: ([0-9a-f-]{36})", out).group(1)  # type: ignore[union-attr]
+    STATE["viral_heuristic"] = image_id
+    short = image_id[:8]
+    wait_for(
+        lambda: (
+            f"VIRAL CONTENT ALERT! Image {short}"
+            in platform.ssh("journalctl -u gourmetgram-stream-consumer --no-pager -o cat | tail -n 500")
+        ),
+        90,
+        "the viral alert in the consumer's journal",
+    )
+    rows = wait_for(
+        lambda: platform.psql(
+            "SELECT image_id, inference_mode, moderation_probability, recommendation, trigger_type, created_at "
+            f"FROM moderation_decisions WHERE image_id = '{image_id}' ORDER BY created_at DESC LIMIT 10"
+        ),
+        90,
+        "a moderation decision row",
+    )
+    assert len(rows) == 1, rows
+    assert rows[0][1] == "heuristic" and rows[0][3] == "REVIEW" and rows[0][4] == "viral", rows
+    log(f"step 5: {rows[0]}")
+
+
+# --- step 6 ---------------------------------------------------------------------------------------
+def _airflow(platform: Platform, method: str, path: str, body: dict | None = None, token: str | None = None) -> Any:
+    req = urllib.request.Request(
+        f"http://{platform.address}:8080{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from exc
+
+
+def _run_dag(platform: Platform, token: str, dag_id: str, conf: dict[str, Any]) -> float:
+    _airflow(platform, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token)
+    run = _airflow(
+        platform,
+        "POST",
+        f"/api/v2/dags/{dag_id}/dagRuns",
+        {"dag_run_id": f"e2e-{uuid.uuid4().hex[:8]}", "logical_date": None, "conf": conf},
+        token,
+    )
+    t0 = time.monotonic()
+
+    def finished() -> str | None:
+        state = _airflow(platform, "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}", token=token)["state"]
+        return state if state in ("success", "failed") else None
+
+    state = wait_for(finished, 900, f"{dag_id} run to finish", interval=5)
+    assert state == "success", f"{dag_id} run {run['dag_run_id']} ended {state}"
+    return round(time.monotonic() - t0, 1)
+
+
+def test_step6_both_dags_through_airflow_then_training_data(platform: Platform) -> None:
+    platform.ssh("systemctl start gourmetgram-generator")
+    time.sleep(120)  # let data accumulate (lab: 2-3 minutes)
+    token = _airflow(
+        platform, "POST", "/auth/token", {"username": "admin", "password": platform.secret("airflow_admin_password")}
+    )["access_token"]
+    TIMINGS["dag redpanda_event_aggregation"] = _run_dag(platform, token, names.DAG_AGGREGATION, {})
+    # A short label horizon so that minutes of generated data already give labelled rows.
+    TIMINGS["dag etl_moderation"] = _run_dag(platform, token, names.DAG_ETL, {"label_horizon_hours": 0.02})
+    out = platform.gourmetgram("verify-pipeline")
+    rows = int(re.search(r"Row count: (\d+)", out).group(1))  # type: ignore[union-attr]
+    assert "Table: moderation.training_data" in out and rows > 0, out
+    STATE["training_rows"] = rows
+    log(f"step 6: moderation.training_data has {rows} rows")
+
+
+# --- step 7 ---------------------------------------------------------------------------------------
+def test_step7_training_publishes_four_artifacts(platform: Platform) -> None:
+    t0 = time.monotonic()
+    out = platform.ssh("cd /tmp && gourmetgram train --publish --out /tmp/e2e-models", timeout=1200)
+    TIMINGS["step7 training"] = round(time.monotonic() - t0, 1)
+    assert "published model version" in out, out[-2000:]
+    models = json.loads(platform.gourmetgram("models"))
+    assert set(models["objects"]) >= {names.MODEL_FILE, names.SCALER_FILE, names.ENCODER_FILE, names.METADATA_FILE}
+    assert models["metadata"]["rows"] > 0 and set(models["metadata"]["sha256"]) == set(names.MODEL_ARTIFACTS)
+    log(f"step 7: {models['objects']} version {models['metadata']['version']}")
+
+
+# --- step 8 ---------------------------------------------------------------------------------------
+def test_step8_model_mode_by_playbook_variable(platform: Platform) -> None:
+    platform.command("up", "-e", FAST_GENERATOR, "-e", "gourmetgram_inference_mode=model", label="redeploy model mode")
+    wait_for(
+        lambda: (
+            "Model loaded successfully"
+            in platform.ssh("journalctl -u gourmetgram-inference --no-pager -o cat | tail -n 200")
+        ),
+        120,
+        "the inference service to load the model",
+    )
+    image_id = platform.psql(
+        f"SELECT id FROM images WHERE id <> '{STATE['viral_heuristic']}' ORDER BY uploaded_at DESC LIMIT 1"
+    )[0][0]
+    platform.gourmetgram("simulate-viral", image_id)
+    rows = wait_for(
+        lambda: platform.psql(
+            "SELECT inference_mode, model_version, recommendation FROM moderation_decisions "
+            f"WHERE image_id = '{image_id}'"
+        ),
+        120,
+        "a model decision",
+    )
+    assert rows[0][0] == "model" and int(rows[0][1]) >= 1, rows
+    log(f"step 8d: {rows[0]}")
+
+
+def test_step8e_comparison_query_has_one_row_per_mode(platform: Platform) -> None:
+    rows = platform.psql(
+        "SELECT inference_mode, COUNT(*), AVG(moderation_probability),"
+        " COUNT(*) FILTER (WHERE recommendation = 'FLAG') AS flagged,"
+        " COUNT(*) FILTER (WHERE recommendation = 'REVIEW') AS review,"
+        " COUNT(*) FILTER (WHERE recommendation = 'SAFE') AS safe"
+        " FROM moderation_decisions GROUP BY inference_mode"
+    )
+    modes = [r[0] for r in rows]
+    assert len(modes) == len(set(modes)) and {"heuristic", "model"} <= set(modes), rows
+    log(f"step 8e: {rows}")
