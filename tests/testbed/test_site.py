@@ -14,6 +14,7 @@ GG_SITE_LAB (default s-site) names the lab; GG_SITE_KEEP=1 keeps the host (for e
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
@@ -82,10 +83,16 @@ class Site:
             ANSIBLE_FORCE_COLOR="0",
         )
         cmd = [
-            _bin("ansible-playbook"), "-i", str(self.inventory), str(ROOT / "site.yml"),
-            "-e", f"kafka_local_artifact={self.artifacts['GG_KAFKA_TARBALL']}",
-            "-e", f"minio_local_artifact={self.artifacts['GG_MINIO_BINARY']}",
-            "-e", "gourmetgram_dataset=sample",
+            _bin("ansible-playbook"),
+            "-i",
+            str(self.inventory),
+            str(ROOT / "site.yml"),
+            "-e",
+            f"kafka_local_artifact={self.artifacts['GG_KAFKA_TARBALL']}",
+            "-e",
+            f"minio_local_artifact={self.artifacts['GG_MINIO_BINARY']}",
+            "-e",
+            "gourmetgram_dataset=sample",
         ]
         t0 = time.monotonic()
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -122,7 +129,7 @@ class Site:
 
 def _get(url: str, timeout: float = 10) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (test URL)
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -178,10 +185,12 @@ def test_airflow_answers_from_controller(site):
 
 
 def test_secrets_private(site):
-    out = site.sh("stat -c '%n %a %U' /etc/gourmetgram/*.env /etc/airflow/airflow.env "
-                  "/var/lib/airflow/simple_auth_manager_passwords.json")
+    out = site.sh(
+        "stat -c '%n %a %U' /etc/gourmetgram/*.env /etc/airflow/airflow.env "
+        "/var/lib/airflow/simple_auth_manager_passwords.json"
+    )
     for line in out.splitlines():
-        name, mode, _owner = line.split()
+        _name, mode, _owner = line.split()
         assert mode == "600", line
     assert not site.sh("journalctl --no-pager | grep -c 'Password for user' || true").strip().strip("0")
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in site.secrets.iterdir()}
@@ -219,7 +228,8 @@ url = os.environ["DATABASE_URL"]
 engine = create_engine(url)
 s3 = boto3.client("s3", endpoint_url=os.environ["S3_ENDPOINT_URL"], aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
                   aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
-r = redis.Redis(host=os.environ["REDIS_HOST"], port=int(os.environ["REDIS_PORT"]), password=os.environ["REDIS_PASSWORD"])
+r = redis.Redis(host=os.environ["REDIS_HOST"], port=int(os.environ["REDIS_PORT"]),
+                password=os.environ["REDIS_PASSWORD"])
 topic = "gourmetgram.dead_letter"
 if mode == "write":
     with engine.begin() as c:
@@ -251,9 +261,14 @@ PY
 """
 
 
+def _probe(site, mode: str, token: str) -> str:
+    script = base64.b64encode(PROBE.encode()).decode()
+    return site.sh(f"echo {script} | base64 -d > /root/site-probe.sh && bash /root/site-probe.sh {mode} {token}")
+
+
 def test_reboot_keeps_units_and_data(site):
     token = uuid.uuid4().hex
-    out = site.sh(f"bash -c {json.dumps(PROBE)} probe write {token}")
+    out = _probe(site, "write", token)
     assert "written" in out
     t0 = time.monotonic()
     site.tb.reboot(LAB, site.host)
@@ -268,7 +283,7 @@ def test_reboot_keeps_units_and_data(site):
         time.sleep(2)
     assert code == 200, body
     TIMINGS["reboot: API healthy"] = round(time.monotonic() - t0, 1)
-    assert "kept" in site.sh(f"bash -c {json.dumps(PROBE)} probe read {token}")
+    assert "kept" in _probe(site, "read", token)
     # nothing crash-looped on the way up
     time.sleep(10)
     states = site.unit_states()
