@@ -55,7 +55,8 @@ def log(msg: str) -> None:
 class Platform:
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.inventory = work / "sandbox.yml"
+        # Generated inventories live in inventory/ beside group_vars/, as platform.sh writes them.
+        self.inventory = ROOT / "inventory" / f"{LAB}.yml"
         self.secrets = work / "secrets"
         self.env = dict(
             os.environ,
