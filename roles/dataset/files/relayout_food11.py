@@ -14,7 +14,11 @@ NAME = re.compile(r"^(\d+)_\d+\.jpe?g$", re.IGNORECASE)
 def main(src: Path, dst: Path) -> int:
     moved = 0
     for split in SPLITS:
-        dirs = [d for d in src.rglob(split) if d.is_dir() and not d.name.startswith(".")]
+        dirs = sorted(
+            d
+            for d in src.rglob(split)
+            if d.is_dir() and not any(part.startswith((".", "__MACOSX")) for part in d.relative_to(src).parts)
+        )
         if not dirs:
             print(f"no {split}/ under {src}", file=sys.stderr)
             return 1
