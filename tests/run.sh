@@ -14,6 +14,7 @@ export GG_CACHE=${GG_CACHE:-/var/cache/gourmetgram}
 export GG_INFRA_DIR=${GG_INFRA_DIR:-/tmp/gg-infra}
 export ANSIBLE_COLLECTIONS_PATH=${ANSIBLE_COLLECTIONS_PATH:-$GG_CACHE/ansible-collections}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+export GG_NO_SKIPS=1  # a skipped test fails the run (tests/conftest.py)
 venv=${GG_VENV:-$GG_CACHE/venv}
 export GG_VENV=$venv
 all_stages=(setup lint unit integration airflow testbed e2e)

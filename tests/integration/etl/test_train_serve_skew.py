@@ -5,7 +5,6 @@ inference service reads them), gives identical 26-vectors at every decision time
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -21,26 +20,14 @@ pytestmark = pytest.mark.integration
 UPLOAD = datetime(2025, 3, 8, 21, 17, 30, tzinfo=UTC)  # a Saturday evening
 
 
-def _redis():
-    import redis
-
-    if not os.environ.get("REDIS_PORT"):
-        pytest.skip("no loopback Redis")
-    return redis.Redis(
-        host=os.environ.get("REDIS_HOST", "127.0.0.1"),
-        port=int(os.environ["REDIS_PORT"]),
-        password=os.environ.get("REDIS_PASSWORD") or None,
-    )
-
-
 def _vector_from_row(row: pd.Series) -> np.ndarray:
     numeric = [float(row[n]) for n in features.FEATURE_NAMES if n not in features.CATEGORY_FEATURES]
     one_hot = [1.0 if row["category"] == cls else 0.0 for cls in names.FOOD11_CLASSES]
     return np.array(numeric + one_hot)
 
 
-def test_batch_and_redis_paths_give_identical_vectors() -> None:
-    r = _redis()
+def test_batch_and_redis_paths_give_identical_vectors(redis_client) -> None:
+    r = redis_client
     rng = np.random.default_rng(11)
     image, user = str(uuid.uuid4()), str(uuid.uuid4())
     user_created = UPLOAD - timedelta(days=40, minutes=5)
