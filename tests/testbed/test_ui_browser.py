@@ -1,0 +1,334 @@
+"""The lab's web UIs on a deployed test host, seen in a real browser.
+
+A headless Debian chromium driven by Playwright logs into each UI, opens the page the lab step
+uses (Adminer's moderation_decisions, Kafka view events, a Redis window key, the Iceberg table
+training_data, MinIO's models/ prefix, a DAG graph in Airflow, a training notebook in Jupyter),
+saves a PNG screenshot and asserts on what the page shows. Anonymous requests to every UI are
+refused or sent to a login page.
+
+Deployment (module fixture):
+  - GG_UI_TEST_INVENTORY=<inventory with a `ui` group> and GG_SECRETS_DIR=<its secrets dir>: use
+    an already deployed host (e.g. after the full site.yml);
+  - otherwise: create the test host lab `u-uibrowser` (ansible/testbed/testbed.py), run
+    GG_UI_TEST_PLAYBOOK (default tests/testbed/ui_site.yml) on it, destroy it afterwards
+    (GG_UI_TEST_KEEP=1 keeps it).
+Screenshots go to GG_UI_TEST_OUTPUT (default /tmp/gourmetgram-test-output/ui).
+Airflow (8080) and the MinIO console (9001) are checked when they answer.
+
+  pytest -m testbed tests/testbed/test_ui_browser.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.testbed
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTBED = ROOT / "ansible" / "testbed" / "testbed.py"
+LAB = "u-uibrowser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+IMAGE_ID = "3f1d2c4b-5a6e-4f70-8a9b-0c1d2e3f4a5b"  # seeded by tests/testbed/ui_site.yml
+PORTS = {"adminer": 5050, "kafka": 8090, "redis": 8081, "minio": 9001, "iceberg": 3000, "jupyter": 8888, "airflow": 8080}
+
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+class Deployment:
+    def __init__(self, inventory: Path, secrets: Path, host: str):
+        self.inventory, self.secrets, self.host = inventory, secrets, host
+
+    def secret(self, name: str) -> str:
+        return (self.secrets / name).read_text().strip()
+
+    def url(self, ui: str, path: str = "/") -> str:
+        return f"http://{self.host}:{PORTS[ui]}{path}"
+
+    @property
+    def user(self) -> str:
+        return "gourmetgram"
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory) -> Deployment:
+    inv = os.environ.get("GG_UI_TEST_INVENTORY")
+    if inv:
+        secrets = Path(os.environ["GG_SECRETS_DIR"])
+        yield Deployment(Path(inv), secrets, _ui_host_via_cli(Path(inv)))
+        return
+    if os.geteuid() != 0 or not shutil.which("systemd-nspawn"):
+        pytest.skip("test hosts need root and systemd-nspawn")
+    work = tmp_path_factory.mktemp("ui-lab")
+    invdir = work / "inventory"
+    invdir.mkdir()
+    (invdir / "group_vars").symlink_to(ROOT / "inventory" / "group_vars")
+    secrets = work / "secrets"
+    _run([sys.executable, str(TESTBED), "destroy", "--lab", LAB])
+    created = json.loads(_run([sys.executable, str(TESTBED), "create", "--lab", LAB, "--hosts", "1"]).stdout)
+    _run([sys.executable, str(TESTBED), "inventory", "--lab", LAB, "--output", str(invdir / "hosts.yml")])
+    env = dict(os.environ, GG_SECRETS_DIR=str(secrets), ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.environ.get("GG_CACHE", "/var/cache/gourmetgram") + "/ansible-collections")
+    playbook = os.environ.get("GG_UI_TEST_PLAYBOOK", "tests/testbed/ui_site.yml")
+    bindir = Path(sys.executable).parent
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [str(bindir / "ansible-playbook"), "-i", str(invdir / "hosts.yml"), playbook],
+            cwd=ROOT, env=env, text=True, capture_output=True, timeout=3600,
+        )
+        (work / "playbook.log").write_text(proc.stdout + proc.stderr)
+        assert proc.returncode == 0, f"playbook failed, log: {work / 'playbook.log'}\n{proc.stdout[-3000:]}"
+        print(f"deployed {playbook} in {time.monotonic() - t0:.0f} s")
+        yield Deployment(invdir / "hosts.yml", secrets, created["hosts"][0]["address"])
+    finally:
+        if not os.environ.get("GG_UI_TEST_KEEP"):
+            subprocess.run([sys.executable, str(TESTBED), "destroy", "--lab", LAB], capture_output=True)
+
+
+def _ui_host_via_cli(inventory: Path) -> str:
+    exe = Path(sys.executable).parent / "ansible-inventory"
+    out = _run([str(exe), "-i", str(inventory), "--list"], cwd=ROOT)
+    data = json.loads(out.stdout)
+    name = data["ui"]["hosts"][0] if "ui" in data else data["all"]["hosts"][0]
+    hv = data["_meta"]["hostvars"][name]
+    return hv.get("gourmetgram_public_address") or hv.get("ansible_host") or name
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    out = Path(os.environ.get("GG_UI_TEST_OUTPUT", "/tmp/gourmetgram-test-output/ui"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, capture_output=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page_for(browser, tmp_path):
+    contexts = []
+
+    def make(http_user: str | None = None, http_password: str | None = None):
+        kw = {"viewport": {"width": 1400, "height": 900}}
+        if http_user:
+            kw["http_credentials"] = {"username": http_user, "password": http_password}
+        ctx = browser.new_context(**kw)
+        ctx.set_default_timeout(30_000)
+        contexts.append(ctx)
+        return ctx.new_page()
+
+    yield make
+    for c in contexts:
+        c.close()
+
+
+# --- anonymous access ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ui", ["adminer", "kafka", "iceberg"])
+def test_anonymous_gets_401(deployed, ui):
+    r = requests.get(deployed.url(ui), timeout=10, allow_redirects=False)
+    assert r.status_code == 401, (ui, r.status_code)
+    assert "basic" in r.headers.get("WWW-Authenticate", "").lower()
+
+
+@pytest.mark.parametrize("ui", ["adminer", "kafka", "iceberg"])
+def test_wrong_password_gets_401(deployed, ui):
+    r = requests.get(deployed.url(ui), auth=(deployed.user, "not-the-password"), timeout=10)
+    assert r.status_code == 401
+
+
+def test_anonymous_redis_browser_gets_sign_in(deployed):
+    # redis-commander: the page is its sign-in dialog; every API call needs the signed-in token.
+    page = requests.get(deployed.url("redis"), timeout=10)
+    assert "signinModal" in page.text
+    assert requests.get(deployed.url("redis", "/connections"), timeout=10).status_code == 401
+    bad = requests.post(deployed.url("redis", "/signin"), data={"username": deployed.user, "password": "nope"}, timeout=10)
+    assert bad.json()["ok"] is False
+
+
+def test_anonymous_jupyter_goes_to_login(deployed):
+    r = requests.get(deployed.url("jupyter"), timeout=10, allow_redirects=True)
+    assert r.url.split("?")[0].endswith("/login"), r.url
+    assert "token" in r.text.lower() or "password" in r.text.lower()
+    api = requests.get(deployed.url("jupyter", "/api/contents"), timeout=10)
+    assert api.status_code == 403
+
+
+def test_anonymous_minio_console_needs_login(deployed):
+    if not _answers(deployed.host, PORTS["minio"]):
+        pytest.skip("no MinIO console on 9001")
+    r = requests.get(deployed.url("minio", "/api/v1/buckets"), timeout=10)
+    assert r.status_code in (401, 403), r.status_code
+
+
+def test_anonymous_airflow_refused(deployed):
+    if not _answers(deployed.host, PORTS["airflow"]):
+        pytest.skip("no Airflow on 8080")
+    r = requests.get(deployed.url("airflow", "/api/v2/dags"), timeout=10)
+    assert r.status_code in (401, 403), r.status_code
+
+
+# --- the lab's pages in a browser --------------------------------------------------------------
+
+def test_adminer_moderation_decisions(deployed, page_for, shots):
+    page = page_for(deployed.user, deployed.secret("ui_adminer_password"))
+    page.goto(deployed.url("adminer"))
+    # The login form is preset: PostgreSQL, our server (read-only), database and user.
+    assert page.locator("input[name='auth[server]']").get_attribute("readonly") is not None
+    assert page.locator("input[name='auth[db]']").input_value() == "gourmetgram"
+    page.fill("input[name='auth[password]']", deployed.secret("postgres_app_password"))
+    page.click("input[type=submit]")
+    page.wait_for_selector("#tables", timeout=30_000)
+    page.get_by_role("link", name="moderation_decisions", exact=True).first.click()
+    page.get_by_role("link", name="Select data").click()
+    page.wait_for_selector("table.checkable")
+    page.screenshot(path=str(shots / "adminer-moderation_decisions.png"), full_page=True)
+    body = page.inner_text("body")
+    assert "moderation_decisions" in body
+    assert "REVIEW" in body and IMAGE_ID in body
+
+
+def test_kafka_views_topic_messages(deployed, page_for, shots):
+    page = page_for(deployed.user, deployed.secret("ui_kafka_password"))
+    page.goto(deployed.url("kafka"))
+    page.get_by_text("Status: Connected").wait_for(timeout=60_000)
+    page.locator("[data-testid='stSelectbox']").first.click()
+    page.get_by_role("option", name="gourmetgram.views", exact=True).click()
+    page.get_by_text("From beginning").click()
+    page.get_by_role("button", name="Load Messages").click()
+    page.get_by_text("Message Details").wait_for(timeout=60_000)
+    page.locator("[data-testid='stExpander'] summary").first.click()
+    page.get_by_text("image_id").first.wait_for()
+    # Streamlit scrolls inside its own container: bring the opened message into the picture.
+    page.get_by_text("image_id").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "kafka-gourmetgram.views-messages.png"))
+    assert page.get_by_role("combobox", name="Topic").input_value() == "gourmetgram.views"
+    body = page.inner_text("body")
+    assert "Total Records" in body
+    assert IMAGE_ID in body and '"event_type"' in body
+
+
+def test_redis_window_key(deployed, page_for, shots):
+    page = page_for()
+    page.goto(deployed.url("redis"))
+    page.fill("#signinUsername", deployed.user)
+    page.fill("#signinPassword", deployed.secret("ui_redis_password"))
+    page.click("#signinButton")
+    # Walk the key tree as a user does: image:* -> <uuid>:* -> views.
+    tree = page.locator("#keyTree")
+    toggle = "xpath=preceding-sibling::i[contains(@class,'jstree-ocl')]"
+    tree.locator("a.jstree-anchor", has_text="image:*").locator(toggle).click()
+    tree.locator("a.jstree-anchor", has_text=IMAGE_ID).locator(toggle).click()
+    tree.locator("a.jstree-anchor", has_text="views").first.click()
+    page.get_by_text("view-1").first.wait_for()
+    page.screenshot(path=str(shots / "redis-image-views.png"), full_page=True)
+    body = page.inner_text("body")
+    assert f"image:{IMAGE_ID}:views" in body
+    assert "Sorted Set" in body and "view-5" in body
+
+
+def test_iceberg_training_data(deployed, page_for, shots):
+    page = page_for(deployed.user, deployed.secret("ui_iceberg_password"))
+    page.goto(deployed.url("iceberg", "/ui/"))
+    page.get_by_text("gourmetgram").first.click(timeout=60_000)  # the preconfigured catalog
+    page.get_by_text("training_data").first.click(timeout=60_000)
+    page.get_by_text("views_5min").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "iceberg-moderation.training_data.png"), full_page=True)
+    body = page.inner_text("body")
+    assert "training_data" in body and "views_5min" in body and "image_id" in body
+
+
+def test_minio_models_prefix(deployed, page_for, shots):
+    if not _answers(deployed.host, PORTS["minio"]):
+        pytest.skip("no MinIO console on 9001")
+    page = page_for()
+    page.goto(deployed.url("minio", "/login"))
+    page.fill("#accessKey", "gourmetgram-admin")
+    page.fill("#secretKey", deployed.secret("minio_root_password"))
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_url("**/browser**", timeout=30_000)
+    page.goto(deployed.url("minio", "/browser/gourmetgram-datalake"))
+    ack = page.get_by_role("button", name="Acknowledge")  # AGPL notice on a first login
+    try:
+        ack.click(timeout=5_000)
+    except Exception:  # noqa: BLE001 - shown once per browser profile only
+        pass
+    page.get_by_text("models", exact=True).first.click()
+    page.wait_for_url("**/models%2F**")
+    page.get_by_text("moderation", exact=True).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "minio-models-prefix.png"), full_page=True)
+    assert "moderation" in page.inner_text("body")
+
+
+def test_airflow_dag_graph(deployed, page_for, shots):
+    if not _answers(deployed.host, PORTS["airflow"]):
+        pytest.skip("no Airflow on 8080")
+    page = page_for()
+    page.goto(deployed.url("airflow", "/"))
+    page.fill("input[name='username']", "admin")
+    page.fill("input[name='password']", deployed.secret("airflow_admin_password"))
+    page.keyboard.press("Enter")
+    page.goto(deployed.url("airflow", "/dags/etl_moderation/graph"))
+    page.get_by_text("extract_data").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "airflow-etl_moderation-graph.png"), full_page=True)
+    body = page.inner_text("body")
+    assert "etl_moderation" in body and "load_iceberg" in body
+
+
+def test_jupyter_training_notebook(deployed, page_for, shots):
+    page = page_for()
+    page.goto(deployed.url("jupyter"))
+    page.fill("input[type='password']", deployed.secret("ui_jupyter_token"))
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/lab**", timeout=60_000)
+    notebooks = [n for n in ("training_large_data_demo.ipynb", "training.ipynb") if (ROOT / "training" / n).exists()]
+    if notebooks:
+        # The server opens on the first training notebook (default_url) after the login.
+        page.locator(".lm-TabBar-tabLabel", has_text=notebooks[0]).first.wait_for(timeout=60_000)
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    else:
+        page.get_by_text("training").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "jupyter-training-notebook.png"), full_page=True)
+    body = page.inner_text("body")
+    assert "training" in body
+    for n in notebooks:
+        assert n in body
