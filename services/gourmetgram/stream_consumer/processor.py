@@ -60,11 +60,12 @@ def _script_event(ev: PlatformEvent, msg: Message) -> dict[str, Any]:
     base: dict[str, Any] = {
         "t": ev.event_type,
         "id": str(ev.event_id),
-        "img": ev.image_key,
         "ts": ev.occurred_at.timestamp(),
         "p": f"{msg.topic()}:{msg.partition()}",
         "o": msg.offset(),
     }
+    if ev.image_key is not None:  # a flag on a comment has no image
+        base["img"] = ev.image_key
     if isinstance(ev, UploadEvent):
         base.update(
             category=ev.category if ev.category is not None else names.UNKNOWN_CATEGORY,
@@ -131,10 +132,26 @@ class StreamProcessor:
                 script_events.append({"t": "skip", "p": f"{topic}:{msg.partition()}", "o": msg.offset()})
         if dead:
             self._dead_letter(dead)
-        if script_events:
-            applied, replayed = self._script(args=[json.dumps(script_events), self._config])
-            self.stats.applied += int(applied)
-            self.stats.replayed += int(replayed)
+        if not script_events:
+            return
+        try:
+            self._apply(script_events)
+        except redis.ResponseError as exc:
+            # The script refused something in this batch (not a connection problem): apply the
+            # events one at a time and dead-letter the ones it refuses, instead of retrying forever.
+            logs.event(log, "batch refused by the state script; applying one by one", level=30, error=str(exc)[:200])
+            by_offset = {(f"{m.topic()}:{m.partition()}", m.offset()): m for m in messages}
+            for ev in script_events:
+                try:
+                    self._apply([ev])
+                except redis.ResponseError as one:
+                    self._dead_letter([(by_offset[(ev["p"], ev["o"])], f"refused by state script: {one}")])
+                    self._apply([{"t": "skip", "p": ev["p"], "o": ev["o"]}])
+
+    def _apply(self, script_events: list[dict[str, Any]]) -> None:
+        applied, replayed = self._script(args=[json.dumps(script_events), self._config])
+        self.stats.applied += int(applied)
+        self.stats.replayed += int(replayed)
 
     def _dead_letter(self, dead: list[tuple[Message, str]]) -> None:
         errors: list[str] = []

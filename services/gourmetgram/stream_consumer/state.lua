@@ -40,6 +40,7 @@ for _, e in ipairs(events) do
   else
     applied = applied + 1
     local img, ts = e.img, tonumber(e.ts)
+    if img == cjson.null then img = nil end
     if e.t == 'view' then
       local k = key(cfg.k_views, img)
       local total = add_unique(k, ts, e.id, key(cfg.k_total_views, img))

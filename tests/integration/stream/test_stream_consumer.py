@@ -93,3 +93,66 @@ def test_poison_message_goes_to_dead_letter_and_consumer_keeps_going(
     assert b"not JSON" in headers["gg.error"]
     assert svc.alive
     assert "dead-lettered malformed message" in svc.log_text()
+
+
+def test_comment_flag_without_image_is_applied_and_later_events_flow(
+    start_consumer, kafka_bootstrap, migrated_db, redis_client
+):
+    user_id, image_id = h.seed_image(migrated_db)
+    comment_flag = h.flag(image_id, user_id).model_copy(update={"image_id": None, "comment_id": uuid.uuid4()})
+    svc = start_consumer()
+    h.produce(kafka_bootstrap, [comment_flag, *h.views(image_id, 2)])
+    h.wait_for(lambda: redis_client.get(names.key_total(str(image_id), "views")) == "2", 60, "views after the flag")
+    assert redis_client.get(names.key_total(str(image_id), "flags")) is None
+    assert "batch failed" not in svc.log_text()
+
+
+def test_event_refused_by_the_state_script_is_dead_lettered_not_retried_forever(
+    kafka_bootstrap, migrated_db, redis_client, monkeypatch
+):
+    """Fault injection: one event reaches Redis with a corrupt time; the rest of its batch is applied."""
+    from confluent_kafka import Consumer
+
+    from gourmetgram.common import kafka
+    from gourmetgram.common.settings import StreamConsumerSettings
+    from gourmetgram.stream_consumer import processor as proc_mod
+
+    _, image_id = h.seed_image(migrated_db)
+    evs = h.views(image_id, 3)
+    group = f"gg-test-refused-{uuid.uuid4().hex[:8]}"
+    h.commit_group_at_end(kafka_bootstrap, group, [names.TOPIC_VIEWS])
+    h.produce(kafka_bootstrap, evs)
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer.subscribe([names.TOPIC_VIEWS])
+    messages = []
+    deadline = time.monotonic() + 30
+    while len(messages) < 3 and time.monotonic() < deadline:
+        messages += [m for m in consumer.consume(10, 1.0) if not m.error()]
+    consumer.close()
+    assert len(messages) == 3
+    poisoned = str(evs[1].event_id)
+    original = proc_mod._script_event
+
+    def corrupt(ev, msg):  # type: ignore[no-untyped-def]
+        out = original(ev, msg)
+        if out["id"] == poisoned:
+            out["ts"] = "not-a-number"
+        return out
+
+    monkeypatch.setattr(proc_mod, "_script_event", corrupt)
+    settings = StreamConsumerSettings(kafka_consumer_group=group)  # type: ignore[call-arg]
+    producer = kafka.durable_producer(kafka_bootstrap, "gg-test")
+    processor = proc_mod.StreamProcessor(settings, redis_client, db.engine_for(migrated_db), producer)
+    processor.process(messages)
+    assert redis_client.get(names.key_total(str(image_id), "views")) == "2"
+    assert processor.stats.dead_lettered == 1
+    dead = h.read_topic(
+        kafka_bootstrap,
+        names.TOPIC_DEAD_LETTER,
+        timeout=15,
+        match=lambda m: poisoned.encode() in (m.value() or b""),
+        expect=1,
+    )
+    assert len(dead) == 1 and b"refused by state script" in dict(dead[0].headers())["gg.error"]
+    processor.process(messages)  # a redelivery of the same batch changes nothing
+    assert redis_client.get(names.key_total(str(image_id), "views")) == "2"
