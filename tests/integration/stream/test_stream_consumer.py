@@ -33,13 +33,13 @@ def test_events_build_lab_layout_windows_totals_and_one_milestone(
     meta = redis_client.hgetall(names.key_metadata(img))
     assert meta["category"] == names.UNKNOWN_CATEGORY  # a null category no longer drops the hash
     assert meta["caption_length"] == "4" and meta["user_id"] == str(user_id)
+    h.wait_for(lambda: "MILESTONE REACHED!" in svc.log_text(), 30, "milestone log line")
     with db.engine_for(migrated_db).connect() as conn:
         rows = (
             conn.execute(text("SELECT milestone_value FROM image_milestones WHERE image_id = :i"), {"i": image_id})
             .scalars()
             .all()
         )
-    h.wait_for(lambda: "MILESTONE REACHED!" in svc.log_text(), 10, "milestone log line")
     assert rows == [10]
     assert svc.alive
 
