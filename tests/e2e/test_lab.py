@@ -16,7 +16,8 @@ tests then follow the lab in order, on the host over SSH and against the UIs/API
 
     sudo $GG_CACHE/venv/bin/pytest -m e2e tests/e2e -s
 
-GG_E2E_KEEP=1 keeps the host afterwards.
+GG_E2E_KEEP=1 keeps the host afterwards; GG_E2E_REUSE=1 converges a kept host instead of a fresh one
+(for developing the test only: the acceptance run uses a fresh host).
 """
 
 from __future__ import annotations
