@@ -8,7 +8,7 @@
 #   - the roles copy it to hosts under that digest, which makes "new code" a new path (the package
 #     version stays 0.1.0, so pip alone could not tell two builds apart).
 # The build runs in a scratch copy of the sources: the shared checkout gets no build/ or egg-info.
-# Prints JSON: {"wheel": PATH, "digest": HEX, "built": true|false}.
+# Prints JSON: {"wheel": PATH, "digest": HEX, "built": true|false}. GG_WHEEL=PATH: use that wheel.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${GG_CACHE:-/var/cache/gourmetgram}
@@ -20,6 +20,14 @@ if [[ -z ${GG_WHEEL_DIR:-} ]]; then
   fi
 fi
 python=${PYTHON:-python3}
+
+# GG_WHEEL pins an already built wheel (tests on a checkout others keep editing: every run of the
+# test then deploys the same code, so idempotence checks compare like with like).
+if [[ -n ${GG_WHEEL:-} ]]; then
+  [[ -f $GG_WHEEL ]] || { echo "[build-wheel] GG_WHEEL=$GG_WHEEL does not exist" >&2; exit 1; }
+  printf '{"wheel": "%s", "digest": "%s", "built": false}\n' "$GG_WHEEL" "$(sha256sum <"$GG_WHEEL" | cut -c1-16)"
+  exit 0
+fi
 
 cd "$repo"
 # Sources that go into the wheel: pyproject.toml, README.md if present, services/ (tracked or not:
@@ -49,5 +57,7 @@ mv "$scratch"/dist/gourmetgram-*.whl "$scratch/final/"
 rm -rf "$out"
 mv "$scratch/final" "$out"
 whl=$(compgen -G "$out/gourmetgram-*.whl" | head -n1)
+# Builds of source states older than a day are dropped (a pinned GG_WHEEL is normally younger).
+find "$GG_WHEEL_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '.*' -mtime +1 -exec rm -rf {} +
 echo "[build-wheel] built $(basename "$whl") ($digest) in $((SECONDS - t0)) s" >&2
 printf '{"wheel": "%s", "digest": "%s", "built": true}\n' "$whl" "$digest"

@@ -79,6 +79,7 @@ class Site:
             ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
             ANSIBLE_COLLECTIONS_PATH=f"{os.environ.get('GG_CACHE', '/var/cache/gourmetgram')}/ansible-collections",
             GG_SECRETS_DIR=str(self.secrets),
+            GG_WHEEL=self.artifacts["GG_WHEEL"],
             PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
             ANSIBLE_FORCE_COLOR="0",
         )
@@ -145,6 +146,10 @@ def site(tmp_path_factory):
     secrets = work / "secrets"
     art = subprocess.run([str(ROOT / "ansible/artifacts/build.sh")], capture_output=True, text=True, check=True)
     artifacts = dict(line.split("=", 1) for line in art.stdout.split() if "=" in line)
+    # One build of this checkout for both runs: others may edit services/ meanwhile.
+    env = {**os.environ, "PYTHON": sys.executable}
+    built = subprocess.run([str(ROOT / "ansible/build-wheel.sh")], capture_output=True, text=True, check=True, env=env)
+    artifacts["GG_WHEEL"] = json.loads(built.stdout)["wheel"]
     t0 = time.monotonic()
     info = tb.create(LAB, 1, inventory=str(work / "inventory.yml"))
     # group_vars are read beside the inventory file: link the repository's
