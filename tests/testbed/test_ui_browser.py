@@ -20,8 +20,10 @@ Airflow (8080) and the MinIO console (9001) are checked when they answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -49,7 +51,15 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 IMAGE_ID = "3f1d2c4b-5a6e-4f70-8a9b-0c1d2e3f4a5b"  # seeded by tests/testbed/ui_site.yml
-PORTS = {"adminer": 5050, "kafka": 8090, "redis": 8081, "minio": 9001, "iceberg": 3000, "jupyter": 8888, "airflow": 8080}
+PORTS = {
+    "adminer": 5050,
+    "kafka": 8090,
+    "redis": 8081,
+    "minio": 9001,
+    "iceberg": 3000,
+    "jupyter": 8888,
+    "airflow": 8080,
+}
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -97,14 +107,19 @@ def deployed(tmp_path_factory) -> Deployment:
     created = json.loads(_run([sys.executable, str(TESTBED), "create", "--lab", LAB, "--hosts", "1"]).stdout)
     _run([sys.executable, str(TESTBED), "inventory", "--lab", LAB, "--output", str(invdir / "hosts.yml")])
     env = dict(os.environ, GG_SECRETS_DIR=str(secrets), ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.environ.get("GG_CACHE", "/var/cache/gourmetgram") + "/ansible-collections")
+    cache = os.environ.get("GG_CACHE", "/var/cache/gourmetgram")
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", cache + "/ansible-collections")
     playbook = os.environ.get("GG_UI_TEST_PLAYBOOK", "tests/testbed/ui_site.yml")
     bindir = Path(sys.executable).parent
     t0 = time.monotonic()
     try:
         proc = subprocess.run(
             [str(bindir / "ansible-playbook"), "-i", str(invdir / "hosts.yml"), playbook],
-            cwd=ROOT, env=env, text=True, capture_output=True, timeout=3600,
+            cwd=ROOT,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=3600,
         )
         (work / "playbook.log").write_text(proc.stdout + proc.stderr)
         assert proc.returncode == 0, f"playbook failed, log: {work / 'playbook.log'}\n{proc.stdout[-3000:]}"
@@ -134,8 +149,12 @@ def shots() -> Path:
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, capture_output=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium"],
+            check=True,
+            capture_output=True,
+            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+        )
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -163,6 +182,7 @@ def page_for(browser, tmp_path):
 
 # --- anonymous access ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("ui", ["adminer", "kafka", "iceberg"])
 def test_anonymous_gets_401(deployed, ui):
     r = requests.get(deployed.url(ui), timeout=10, allow_redirects=False)
@@ -181,7 +201,9 @@ def test_anonymous_redis_browser_gets_sign_in(deployed):
     page = requests.get(deployed.url("redis"), timeout=10)
     assert "signinModal" in page.text
     assert requests.get(deployed.url("redis", "/connections"), timeout=10).status_code == 401
-    bad = requests.post(deployed.url("redis", "/signin"), data={"username": deployed.user, "password": "nope"}, timeout=10)
+    bad = requests.post(
+        deployed.url("redis", "/signin"), data={"username": deployed.user, "password": "nope"}, timeout=10
+    )
     assert bad.json()["ok"] is False
 
 
@@ -209,6 +231,7 @@ def test_anonymous_airflow_refused(deployed):
 
 # --- the lab's pages in a browser --------------------------------------------------------------
 
+
 def test_adminer_moderation_decisions(deployed, page_for, shots):
     page = page_for(deployed.user, deployed.secret("ui_adminer_password"))
     page.goto(deployed.url("adminer"))
@@ -233,8 +256,7 @@ def test_kafka_views_topic_messages(deployed, page_for, shots):
     page.get_by_text("Status: Connected").wait_for(timeout=60_000)
     page.locator("[data-testid='stSelectbox']").first.click()
     page.get_by_role("option", name="gourmetgram.views", exact=True).click()
-    page.get_by_text("From beginning").click()
-    page.get_by_role("button", name="Load Messages").click()
+    page.get_by_role("button", name="Load Messages").click()  # the latest messages (lab step 4a)
     page.get_by_text("Message Details").wait_for(timeout=60_000)
     page.locator("[data-testid='stExpander'] summary").first.click()
     page.get_by_text("image_id").first.wait_for()
@@ -288,10 +310,8 @@ def test_minio_models_prefix(deployed, page_for, shots):
     page.wait_for_url("**/browser**", timeout=30_000)
     page.goto(deployed.url("minio", "/browser/gourmetgram-datalake"))
     ack = page.get_by_role("button", name="Acknowledge")  # AGPL notice on a first login
-    try:
+    with contextlib.suppress(Exception):  # shown once per browser profile only
         ack.click(timeout=5_000)
-    except Exception:  # noqa: BLE001 - shown once per browser profile only
-        pass
     page.get_by_text("models", exact=True).first.click()
     page.wait_for_url("**/models%2F**")
     page.get_by_text("moderation", exact=True).first.wait_for(timeout=30_000)
@@ -304,14 +324,18 @@ def test_airflow_dag_graph(deployed, page_for, shots):
         pytest.skip("no Airflow on 8080")
     page = page_for()
     page.goto(deployed.url("airflow", "/"))
+    page.wait_for_url("**/auth/login**")
     page.fill("input[name='username']", "admin")
     page.fill("input[name='password']", deployed.secret("airflow_admin_password"))
-    page.keyboard.press("Enter")
-    page.goto(deployed.url("airflow", "/dags/etl_moderation/graph"))
-    page.get_by_text("extract_data").first.wait_for(timeout=60_000)
-    page.screenshot(path=str(shots / "airflow-etl_moderation-graph.png"), full_page=True)
-    body = page.inner_text("body")
-    assert "etl_moderation" in body and "load_iceberg" in body
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=60_000)
+    page.goto(deployed.url("airflow", "/dags/etl_moderation"))
+    page.get_by_role("button", name=re.compile("Show Graph")).first.click()
+    for task in ("extract_data", "transform_features", "load_iceberg"):
+        page.locator(".react-flow__node", has_text=task).first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1_000)  # let the layout settle for the picture
+    page.screenshot(path=str(shots / "airflow-etl_moderation-graph.png"))
+    assert "etl_moderation" in page.inner_text("body")
 
 
 def test_jupyter_training_notebook(deployed, page_for, shots):
