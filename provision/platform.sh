@@ -80,7 +80,7 @@ EOF
   echo "systemctl status gourmetgram-*:"
   "$venv/bin/ansible" -i "$inventory" "$host" -m ansible.builtin.command \
     -a "systemctl list-units --no-legend --plain gourmetgram-* --all" -o 2>/dev/null |
-    sed 's/ | CHANGED | rc=0 | (stdout) /\n/; s/\\n/\n/g' | sed 's/^/  /'
+    sed 's/ | CHANGED | rc=0 | (stdout) /\n/; s/\\n/\n/g' | sed 's/^/  /' || true
 }
 
 deployment_name() { if $sandbox; then echo sandbox; else basename "$inventory" .yml; fi; }

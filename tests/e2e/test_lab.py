@@ -16,8 +16,8 @@ tests then follow the lab in order, on the host over SSH and against the UIs/API
 
     sudo $GG_CACHE/venv/bin/pytest -m e2e tests/e2e -s
 
-GG_E2E_KEEP=1 keeps the host afterwards; GG_E2E_REUSE=1 converges a kept host instead of a fresh one
-(for developing the test only: the acceptance run uses a fresh host).
+GG_E2E_KEEP=1 keeps the host afterwards; GG_E2E_REUSE=1 runs the steps on a kept host without
+deploying (for developing the test only: the acceptance run deploys a fresh host).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -140,8 +141,12 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 3.0):  # ty
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory):
-    work = tmp_path_factory.mktemp("e2e")
+def platform():
+    # A stable work dir (secrets, logs) per lab, so that GG_E2E_REUSE finds the kept host's secrets.
+    work = Path(os.environ.get("GG_E2E_DIR", f"/tmp/gg-e2e-{LAB}"))
+    if os.environ.get("GG_E2E_REUSE") != "1" and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
     p = Platform(work)
     subprocess.run(
         [sys.executable, str(ROOT / "ansible/testbed/testbed.py"), "destroy", "--lab", LAB],
@@ -149,7 +154,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
         check=False,
     )
     try:
-        out = p.command("up", "-e", FAST_GENERATOR, label="deploy")
+        if os.environ.get("GG_E2E_REUSE") == "1":
+            out = p.command("status", label="status")
+        else:
+            out = p.command("up", "-e", FAST_GENERATOR, label="deploy")
         m = re.search(r"GourmetGram is up on (\S+) \(([\d.]+)\)", out)
         assert m, out[-3000:]
         p.host, p.address = m.group(1), m.group(2)
@@ -182,18 +190,21 @@ def test_step4_events_flow_into_all_topics_and_tables(platform: Platform) -> Non
 
 
 def test_step4b_redis_window_keys(platform: Platform) -> None:
-    auth = "REDISCLI_AUTH=$(sed -n 's/^REDIS_PASSWORD=//p' /etc/gourmetgram/stream-consumer.env)"
-    key = platform.ssh(f"{auth} redis-cli --no-auth-warning --scan --pattern 'image:*:views' | head -1").strip()
+    # The consumer's own settings file holds the Redis address and password (root-only, 0600).
+    redis = (
+        "set -a; . /etc/gourmetgram/stream-consumer.env; set +a; REDISCLI_AUTH=$REDIS_PASSWORD"
+        " redis-cli --no-auth-warning -h $REDIS_HOST -p $REDIS_PORT"
+    )
+    key = platform.ssh(f"{redis} --scan --pattern 'image:*:views' | head -1").strip()
     assert re.fullmatch(r"image:[0-9a-f-]{36}:views", key), key
     image_id = key.split(":")[1]
     now = time.time()
-    counts = platform.ssh(
-        f"{auth} sh -c 'redis-cli --no-auth-warning TYPE {key};"
-        f" redis-cli --no-auth-warning ZCOUNT {key} {now - 3600} {now + 60};"
-        f" redis-cli --no-auth-warning EXISTS image:{image_id}:metadata'"
-    ).split()
-    assert counts[0] == "zset" and int(counts[1]) >= 1, counts
-    log(f"step 4b: {key} has {counts[1]} views in the last hour; metadata hash exists={counts[2]}")
+    out = platform.ssh(
+        f"{redis} TYPE {key}; {redis} ZCOUNT {key} {now - 3600:.3f} {now + 60:.3f};"
+        f" {redis} HGET image:{image_id}:metadata category"
+    ).split("\n")
+    assert out[0] == "zset" and int(out[1]) >= 1, out
+    log(f"step 4b: {key} has {out[1]} views in the last hour; category {out[2]!r}")
 
 
 # --- step 5 ---------------------------------------------------------------------------------------
