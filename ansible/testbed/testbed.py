@@ -379,8 +379,12 @@ class Testbed:
             log(f"building base rootfs {base} (debootstrap {SUITE} minbase)")
             run(
                 [
-                    "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                    SUITE, str(tmp), MIRROR,
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(PACKAGES)}",
+                    SUITE,
+                    str(tmp),
+                    MIRROR,
                 ],
                 stdout=subprocess.DEVNULL,
             )
@@ -529,15 +533,24 @@ class Testbed:
         logf = open(hostdir / "console.log", "ab")  # noqa: SIM115 - handed to the child
         before = set(bridge_members(st.bridge))
         cmd = [
-            "systemd-nspawn", "-q", "-D", h.root, "-b", "-M", h.machine, "--register=no", "--keep-unit",
+            "systemd-nspawn",
+            "-q",
+            "-D",
+            h.root,
+            "-b",
+            "-M",
+            h.machine,
+            "--register=no",
+            "--keep-unit",
             f"--network-bridge={st.bridge}",
             # shared apt archive: read from the cache, write per host (copied back on destroy) -> no lock fights
             f"--overlay={c['apt']}:{upper}:{GUEST_APT_ARCHIVES}",
             f"--bind={c['pip']}:{GUEST_PIP_CACHE}",
             f"--bind-ro={c['artifacts']}:{GUEST_ARTIFACTS}",
         ]
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+        )
         logf.close()
         h.pid = p.pid
         h.pid_start = ""
@@ -562,8 +575,20 @@ class Testbed:
 
     def ssh_base(self, st: LabState, h: HostState) -> list[str]:
         return [
-            "ssh", "-i", st.key_file, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3", "-o", "BatchMode=yes", f"root@{h.address}",
+            "ssh",
+            "-i",
+            st.key_file,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=3",
+            "-o",
+            "BatchMode=yes",
+            f"root@{h.address}",
         ]
 
     def _wait_ready(self, st: LabState, h: HostState, timeout: float = BOOT_TIMEOUT) -> float:
@@ -572,7 +597,7 @@ class Testbed:
         while time.monotonic() - t0 < timeout:
             if not alive(h.pid, h.pid_start):
                 raise TestbedError(f"{h.name}: nspawn died; see {Path(h.root).parent / 'console.log'}")
-            r = run(self.ssh_base(st, h) + ["systemctl", "is-system-running"], check=False, capture=True)
+            r = run([*self.ssh_base(st, h), "systemctl", "is-system-running"], check=False, capture=True)
             state = r.stdout.strip()
             if state in ("running", "degraded"):
                 return time.monotonic() - t0
@@ -643,8 +668,13 @@ class Testbed:
         key = d / "id_ed25519"
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"gourmetgram-testbed-{lab}", "-f", str(key)])
         st = LabState(
-            lab=lab, subnet=str(net), gateway=gateway, bridge=bridge_name(lab), nft_table=nft_table_name(lab),
-            key_file=str(key), groups=groups,
+            lab=lab,
+            subnet=str(net),
+            gateway=gateway,
+            bridge=bridge_name(lab),
+            nft_table=nft_table_name(lab),
+            key_file=str(key),
+            groups=groups,
             hosts=[
                 HostState(name=n, address=a, machine=machine_name(lab, n), root=str(d / "hosts" / n / "root"))
                 for n, a in zip(names, addrs, strict=True)
@@ -674,8 +704,11 @@ class Testbed:
             self.write_inventory(lab, inventory)
         out = self.describe(lab)
         out["timings_s"] = {
-            "rootfs": round(t_rootfs, 1), "copy": round(t_copy, 1), "boot_all": round(t_boot, 1),
-            "ready_per_host": boot, "total": round(time.monotonic() - t_total, 1),
+            "rootfs": round(t_rootfs, 1),
+            "copy": round(t_copy, 1),
+            "boot_all": round(t_boot, 1),
+            "ready_per_host": boot,
+            "total": round(time.monotonic() - t_total, 1),
         }
         return out
 
@@ -692,8 +725,12 @@ class Testbed:
     def describe(self, lab: str) -> dict:
         st = self.load(lab)
         return {
-            "lab": st.lab, "subnet": st.subnet, "gateway": st.gateway, "bridge": st.bridge,
-            "key_file": st.key_file, "inventory": st.inventory or None,
+            "lab": st.lab,
+            "subnet": st.subnet,
+            "gateway": st.gateway,
+            "bridge": st.bridge,
+            "key_file": st.key_file,
+            "inventory": st.inventory or None,
             "hosts": [
                 {"name": h.name, "address": h.address, "running": alive(h.pid, h.pid_start), "root": h.root}
                 for h in st.hosts
@@ -741,7 +778,7 @@ class Testbed:
         st = self.load(lab)
         h = st.host(host)
         line = command[0] if len(command) == 1 else shlex.join(command)
-        return run(self.ssh_base(st, h) + ["--", line], check=False, capture=capture)
+        return run([*self.ssh_base(st, h), "--", line], check=False, capture=capture)
 
 
 # --------------------------------------------------------------------------------------------
@@ -796,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
             if not cmd:
                 st = tb.load(a.lab)
-                os.execvp("ssh", tb.ssh_base(st, st.host(a.host))[:-1] + ["-t", f"root@{st.host(a.host).address}"])
+                os.execvp("ssh", [*tb.ssh_base(st, st.host(a.host))[:-1], "-t", f"root@{st.host(a.host).address}"])
             return tb.ssh(a.lab, a.host, cmd).returncode
         else:  # pragma: no cover
             ap.error(a.cmd)

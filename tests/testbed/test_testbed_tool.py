@@ -47,13 +47,23 @@ def test_create_ssh_reboot_destroy(lab):
     st = tb.load(LAB)
     assert testbed.link_exists(st.bridge) and testbed.nft_table_exists(st.nft_table)
     h1, h2 = info["hosts"]
-    r = tb.ssh(LAB, h1["name"], ["sh", "-c", f"hostname; systemctl is-system-running; getent hosts {h2['name']}"],
-               capture=True)
+    r = tb.ssh(
+        LAB, h1["name"], ["sh", "-c", f"hostname; systemctl is-system-running; getent hosts {h2['name']}"], capture=True
+    )
     out = r.stdout.split()
     assert out[0] == h1["name"] and out[1] in ("running", "degraded") and h2["address"] in out
     # the controller's CAs are trusted inside; the shared caches are mounted
-    r = tb.ssh(LAB, h1["name"], ["sh", "-c", "ls /usr/local/share/ca-certificates; findmnt -n -o TARGET "
-               "/var/cache/apt/archives; findmnt -n -o OPTIONS /var/cache/gourmetgram/artifacts"], capture=True)
+    r = tb.ssh(
+        LAB,
+        h1["name"],
+        [
+            "sh",
+            "-c",
+            "ls /usr/local/share/ca-certificates; findmnt -n -o TARGET "
+            "/var/cache/apt/archives; findmnt -n -o OPTIONS /var/cache/gourmetgram/artifacts",
+        ],
+        capture=True,
+    )
     assert "/var/cache/apt/archives" in r.stdout and "ro" in r.stdout.split("\n")[-2].split(",")
     # a file written before a reboot survives it
     tb.ssh(LAB, h2["name"], ["sh", "-c", "echo kept > /root/marker"])

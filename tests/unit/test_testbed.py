@@ -101,7 +101,12 @@ def test_packages_digest_depends_on_package_list():
 
 def test_state_roundtrip(tmp_path):
     st = testbed.LabState(
-        lab="r-x", subnet="10.201.5.0/24", gateway="10.201.5.1", bridge="ggbr-1", nft_table="t", key_file="/k",
+        lab="r-x",
+        subnet="10.201.5.0/24",
+        gateway="10.201.5.1",
+        bridge="ggbr-1",
+        nft_table="t",
+        key_file="/k",
         hosts=[testbed.HostState(name="h", address="10.201.5.11", machine="m", root="/r", pid=5, pid_start="9")],
     )
     f = tmp_path / "state.json"
