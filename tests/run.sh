@@ -38,7 +38,7 @@ pytest_run() { "$venv/bin/python" -m pytest "$@"; }
 
 stage_lint() {
   "$venv/bin/ruff" check .
-  "$venv/bin/ruff" format --check services provision tests bench dags training
+  "$venv/bin/ruff" format --check .
   "$venv/bin/ansible-playbook" -i inventory/example.yml --syntax-check site.yml
   "$venv/bin/ansible-lint" -c ansible/ansible-lint.yml --offline
 }
