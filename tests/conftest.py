@@ -119,3 +119,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped and session.exitstatus == 0:
         reporter.write_line(f"GG_NO_SKIPS: {len(skipped)} test(s) skipped; failing the run", red=True)
         session.exitstatus = 1
+
+
+# --- ETL / Airflow tests: settings as the DAG tasks build them, the Iceberg catalog, topics ----
+@pytest.fixture(scope="session")
+def etl_settings(migrated_db: str, s3_settings: Any) -> Any:
+    from gourmetgram.etl.config import settings_from_env
+
+    return settings_from_env()
+
+
+@pytest.fixture(scope="session")
+def iceberg(etl_settings: Any) -> Any:
+    from gourmetgram.etl.catalog import load_catalog
+
+    return load_catalog(etl_settings)
+
+
+@pytest.fixture(scope="session")
+def topics(kafka_bootstrap: str) -> None:
+    """The platform's topics exist (kafka_bootstrap ensures them)."""
