@@ -1,4 +1,5 @@
 """Create the given buckets if missing; print CREATED <name> per new bucket. Credentials from env."""
+
 import json
 import os
 import sys
