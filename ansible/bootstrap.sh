@@ -25,7 +25,7 @@ apt_install() {
 
 # Test hosts (systemd-nspawn), their network, SSH, and the artifact builds.
 apt_install debootstrap systemd-container nftables iproute2 openssh-client rsync curl ca-certificates \
-  python3-venv maven openjdk-17-jre-headless
+  python3-venv maven openjdk-17-jre-headless chromium
 
 stamp=$(cat "$repo/pyproject.toml" "$repo/ansible/requirements.txt" | sha256sum | cut -c1-16)
 if [[ ! -x $venv/bin/python || $(cat "$venv/.gg-stamp" 2>/dev/null) != "$stamp" ]]; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). On a fresh Debian 12 machine, as root:
 #
-#   tests/run.sh            # everything: setup, lint, unit, integration, airflow, testbed, e2e
-#   tests/run.sh unit       # one or more stages: setup lint unit integration airflow testbed e2e
+#   tests/run.sh            # the CI set: setup lint unit integration airflow testbed
+#   tests/run.sh all        # the CI set + molecule + deploy (about an hour more on 2 cores)
+#   tests/run.sh unit       # one or more stages: setup lint unit integration airflow testbed molecule deploy
 #
 # It installs what it needs (apt packages, a venv, Ansible collections, the Kafka/MinIO local
 # artifacts, Airflow), starts the loopback servers, and prints each stage's duration. Downloads
@@ -17,8 +18,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export GG_NO_SKIPS=1  # a skipped test fails the run (tests/conftest.py)
 venv=${GG_VENV:-$GG_CACHE/venv}
 export GG_VENV=$venv
-all_stages=(setup lint unit integration airflow testbed e2e)
-stages=("${@:-${all_stages[@]}}")
+ci_stages=(setup lint unit integration airflow testbed)
+all_stages=("${ci_stages[@]}" molecule deploy)
+stages=("${@:-${ci_stages[@]}}")
+[[ ${stages[0]} == all ]] && stages=("${all_stages[@]}")
 declare -a timings=()
 failed=0
 
@@ -56,11 +59,20 @@ stage_airflow() {
 }
 
 stage_testbed() {
-  # Test hosts (systemd-nspawn): the tool itself, every role's molecule scenario, then site.yml.
-  pytest_run -q -m testbed -p no:cacheprovider
+  # The test-host tool itself: create, ssh, reboot and destroy real systemd-nspawn hosts.
+  pytest_run -q -p no:cacheprovider tests/testbed/test_testbed_tool.py
 }
 
-stage_e2e() { pytest_run -q -m e2e -p no:cacheprovider; }
+stage_molecule() {
+  # Every role's molecule scenario (converge, idempotence, verify) on a fresh test host.
+  pytest_run -q -p no:cacheprovider tests/testbed/test_molecule.py
+}
+
+stage_deploy() {
+  # One fresh host deployed with the README's command; the lab steps 4-8 on it, then the UIs in
+  # headless Chromium, then the site checks (second run changed=0, SIGKILL, reboot).
+  pytest_run -q -p no:cacheprovider tests/e2e/test_lab.py tests/testbed/test_ui_browser.py tests/testbed/test_site.py
+}
 
 for s in "${stages[@]}"; do
   declare -F "stage_$s" >/dev/null || { echo "unknown stage $s (stages: ${all_stages[*]})" >&2; exit 2; }
