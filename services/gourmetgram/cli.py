@@ -13,7 +13,7 @@ from gourmetgram.common import names
 def _env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        raise SystemExit(f"{name} is not set (on a deployed host: sudo gourmetgram-env {name.lower()} or see README)")
+        raise SystemExit(f"{name} is not set (on a deployed host run the CLI as `sudo gourmetgram ...`)")
     return value
 
 
