@@ -50,6 +50,8 @@ def catalog_properties(settings: Any) -> dict[str, str]:
         "s3.force-virtual-addressing": "false",
         # Create the catalog tables (iceberg_tables, iceberg_namespace_properties) on first use.
         "init_catalog_tables": "true",
+        # Check pooled connections before use: a PostgreSQL restart must not fail the next task.
+        "pool_pre_ping": "true",
     }
 
 
