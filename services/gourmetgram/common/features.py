@@ -35,7 +35,8 @@ CATEGORY_FEATURES: Final = (
 )
 assert len(CATEGORY_FEATURES) == len(names.FOOD11_CLASSES)
 
-FEATURE_NAMES: Final = (
+# The 15 features before the category one-hot, in vector order.
+BASE_FEATURES: Final = (
     "time_since_upload_seconds",
     "hour_of_day",
     "day_of_week",
@@ -51,8 +52,8 @@ FEATURE_NAMES: Final = (
     "has_caption",
     "user_image_count",
     "user_age_days",
-    *CATEGORY_FEATURES,
 )
+FEATURE_NAMES: Final = (*BASE_FEATURES, *CATEGORY_FEATURES)
 N_FEATURES: Final = 26
 assert len(FEATURE_NAMES) == N_FEATURES
 
@@ -77,24 +78,7 @@ MODEL_CATEGORICAL_FEATURES: Final = ("is_weekend", "has_caption", "category")
 CATEGORICAL_VOCABULARY: Final = (("0", "1"), ("0", "1"), (*names.FOOD11_CLASSES, names.UNKNOWN_CATEGORY))
 
 # Columns of moderation.training_data (ETL output) besides image_id/decision point/label.
-TRAINING_FEATURE_COLUMNS: Final = (
-    "time_since_upload_seconds",
-    "hour_of_day",
-    "day_of_week",
-    "is_weekend",
-    "views_5min",
-    "views_1hr",
-    "comments_5min",
-    "comments_1hr",
-    "view_velocity_per_min",
-    "comment_to_view_ratio",
-    "recent_engagement_score",
-    "caption_length",
-    "has_caption",
-    "user_image_count",
-    "user_age_days",
-    "category",
-)
+TRAINING_FEATURE_COLUMNS: Final = (*BASE_FEATURES, "category")
 
 
 def normalise_category(category: str | None) -> str:
