@@ -148,11 +148,12 @@ def platform():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     p = Platform(work)
-    subprocess.run(
-        [sys.executable, str(ROOT / "ansible/testbed/testbed.py"), "destroy", "--lab", LAB],
-        capture_output=True,
-        check=False,
-    )
+    if os.environ.get("GG_E2E_REUSE") != "1":  # a fresh host unless a developer asks to reuse one
+        subprocess.run(
+            [sys.executable, str(ROOT / "ansible/testbed/testbed.py"), "destroy", "--lab", LAB],
+            capture_output=True,
+            check=False,
+        )
     try:
         if os.environ.get("GG_E2E_REUSE") == "1":
             out = p.command("status", label="status")
