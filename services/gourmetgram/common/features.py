@@ -57,23 +57,10 @@ FEATURE_NAMES: Final = (*BASE_FEATURES, *CATEGORY_FEATURES)
 N_FEATURES: Final = 26
 assert len(FEATURE_NAMES) == N_FEATURES
 
-# How the model sees a vector: 13 numeric features (scaled) + 3 categoricals (one-hot).
-MODEL_NUMERIC_FEATURES: Final = (
-    "time_since_upload_seconds",
-    "hour_of_day",
-    "day_of_week",
-    "views_5min",
-    "views_1hr",
-    "comments_5min",
-    "comments_1hr",
-    "view_velocity_per_min",
-    "comment_to_view_ratio",
-    "recent_engagement_score",
-    "caption_length",
-    "user_image_count",
-    "user_age_days",
-)
+# How the model sees a vector: 3 categoricals (one-hot) + the other 13 base features (scaled).
 MODEL_CATEGORICAL_FEATURES: Final = ("is_weekend", "has_caption", "category")
+MODEL_NUMERIC_FEATURES: Final = tuple(f for f in BASE_FEATURES if f not in MODEL_CATEGORICAL_FEATURES)
+assert len(MODEL_NUMERIC_FEATURES) == 13
 # Fixed vocabulary: the encoder never depends on which categories a batch happened to contain.
 CATEGORICAL_VOCABULARY: Final = (("0", "1"), ("0", "1"), (*names.FOOD11_CLASSES, names.UNKNOWN_CATEGORY))
 
