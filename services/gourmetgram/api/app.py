@@ -264,28 +264,19 @@ def create_app(settings: ApiSettings | None = None, start_relay: bool | None = N
     # --- comments ------------------------------------------------------------------------------
     @app.post("/comments/", response_model=schemas.CommentResponse)
     def create_comment(body: schemas.CommentCreate, rt: Rt) -> Any:
-        try:
-            with rt.engine.begin() as conn:
-                row = conn.execute(
-                    insert(comments_t)
-                    .values(image_id=body.image_id, user_id=body.user_id, content=body.content)
-                    .returning(comments_t.c.id, comments_t.c.created_at)
-                ).one()
-                add_event(
-                    conn,
-                    CommentEvent(
-                        comment_id=row.id,
-                        image_id=body.image_id,
-                        user_id=body.user_id,
-                        content=body.content,
-                        created_at=row.created_at,
-                    ),
-                )
-        except IntegrityError as exc:
-            if msg := _not_found_message(exc):
-                raise HTTPException(404, msg) from None
-            raise
-        outbox_written.set()
+        row = _write_with_event(
+            rt,
+            insert(comments_t)
+            .values(image_id=body.image_id, user_id=body.user_id, content=body.content)
+            .returning(comments_t.c.id, comments_t.c.created_at),
+            lambda row: CommentEvent(
+                comment_id=row.id,
+                image_id=body.image_id,
+                user_id=body.user_id,
+                content=body.content,
+                created_at=row.created_at,
+            ),
+        )
         return {
             "id": row.id,
             "image_id": body.image_id,
@@ -299,31 +290,20 @@ def create_app(settings: ApiSettings | None = None, start_relay: bool | None = N
     def create_flag(body: schemas.FlagCreate, rt: Rt) -> Any:
         if body.image_id is None and body.comment_id is None:
             raise HTTPException(400, "Must flag either an image or a comment")
-        try:
-            with rt.engine.begin() as conn:
-                row = conn.execute(
-                    insert(flags_t)
-                    .values(
-                        user_id=body.user_id, image_id=body.image_id, comment_id=body.comment_id, reason=body.reason
-                    )
-                    .returning(flags_t.c.id, flags_t.c.created_at)
-                ).one()
-                add_event(
-                    conn,
-                    FlagEvent(
-                        flag_id=row.id,
-                        user_id=body.user_id,
-                        image_id=body.image_id,
-                        comment_id=body.comment_id,
-                        reason=body.reason,
-                        created_at=row.created_at,
-                    ),
-                )
-        except IntegrityError as exc:
-            if msg := _not_found_message(exc):
-                raise HTTPException(404, msg) from None
-            raise
-        outbox_written.set()
+        row = _write_with_event(
+            rt,
+            insert(flags_t)
+            .values(user_id=body.user_id, image_id=body.image_id, comment_id=body.comment_id, reason=body.reason)
+            .returning(flags_t.c.id, flags_t.c.created_at),
+            lambda row: FlagEvent(
+                flag_id=row.id,
+                user_id=body.user_id,
+                image_id=body.image_id,
+                comment_id=body.comment_id,
+                reason=body.reason,
+                created_at=row.created_at,
+            ),
+        )
         return {
             "id": row.id,
             "user_id": body.user_id,
@@ -382,6 +362,20 @@ def create_app(settings: ApiSettings | None = None, start_relay: bool | None = N
         return JSONResponse(status_code=code, content=body)
 
     return app
+
+
+def _write_with_event(rt: Runtime, statement: Any, make_event: Callable[[Any], Any]) -> Any:
+    """Insert a row and its outbox event in one transaction; a missing referenced row is a 404."""
+    try:
+        with rt.engine.begin() as conn:
+            row = conn.execute(statement).one()
+            add_event(conn, make_event(row))
+    except IntegrityError as exc:
+        if msg := _not_found_message(exc):
+            raise HTTPException(404, msg) from None
+        raise
+    outbox_written.set()
+    return row
 
 
 def _too_large(settings: ApiSettings) -> str:
