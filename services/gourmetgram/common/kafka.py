@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from gourmetgram.common import names
@@ -44,6 +44,16 @@ def manual_commit_consumer(bootstrap: str, group: str, client_id: str, **overrid
     }
     conf.update(overrides)
     return Consumer(conf)
+
+
+def dead_letter_headers(msg: Message, reason: str) -> list[tuple[str, bytes]]:
+    """Headers of a message copied to the dead-letter topic: where it came from and why."""
+    return [
+        ("gg.source.topic", (msg.topic() or "").encode()),
+        ("gg.source.partition", str(msg.partition()).encode()),
+        ("gg.source.offset", str(msg.offset()).encode()),
+        ("gg.error", reason.encode()[:1000]),
+    ]
 
 
 def ensure_topics(

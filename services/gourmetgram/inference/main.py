@@ -105,12 +105,7 @@ def _dead_letter(producer: Producer, msg: Message, reason: str) -> None:
         names.TOPIC_DEAD_LETTER,
         value=msg.value(),
         key=msg.key(),
-        headers=[
-            ("gg.source.topic", (msg.topic() or "").encode()),
-            ("gg.source.partition", str(msg.partition()).encode()),
-            ("gg.source.offset", str(msg.offset()).encode()),
-            ("gg.error", reason.encode()[:1000]),
-        ],
+        headers=kafka.dead_letter_headers(msg, reason),
     )
     if producer.flush(30):
         raise RuntimeError("dead-letter publish not acknowledged")

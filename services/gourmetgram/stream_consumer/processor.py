@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from gourmetgram.common import logs, names
+from gourmetgram.common import kafka, logs, names
 from gourmetgram.common.events import (
     CommentEvent,
     EventError,
@@ -156,12 +156,7 @@ class StreamProcessor:
     def _dead_letter(self, dead: list[tuple[Message, str]]) -> None:
         errors: list[str] = []
         for msg, reason in dead:
-            headers = [
-                ("gg.source.topic", (msg.topic() or "").encode()),
-                ("gg.source.partition", str(msg.partition()).encode()),
-                ("gg.source.offset", str(msg.offset()).encode()),
-                ("gg.error", reason.encode()[:1000]),
-            ]
+            headers = kafka.dead_letter_headers(msg, reason)
             self.producer.produce(
                 names.TOPIC_DEAD_LETTER,
                 value=msg.value(),
