@@ -3,7 +3,8 @@
 # (tests/run.sh): Debian packages, one Python venv with our package + Ansible tooling, the
 # Ansible collections (offline, from the `ansible` wheel) and, with --artifacts, the local
 # Kafka/MinIO artifacts. Idempotent; everything is cached in $GG_CACHE. Prints the venv path.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "${0##*/}: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export GG_CACHE=${GG_CACHE:-/var/cache/gourmetgram}
 venv=${GG_VENV:-$GG_CACHE/venv}

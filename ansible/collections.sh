@@ -3,7 +3,8 @@
 # test/CI machines, PyPI is not. Downloads the pinned `ansible` community wheel (cached in
 # $GG_CACHE) and extracts only the collections the roles use into $GG_CACHE/ansible-collections,
 # the collections_path of ansible.cfg and of the molecule scenarios. Prints the path.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "${0##*/}: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 ANSIBLE_WHEEL_VERSION=${ANSIBLE_WHEEL_VERSION:-12.3.0}   # ansible 12.x <=> ansible-core 2.19.x
 COLLECTIONS=(community/postgresql community/general ansible/posix)
 cache=${GG_CACHE:-/var/cache/gourmetgram}

@@ -12,7 +12,8 @@
 # installs from the official sources (Redpanda apt repository, MinIO release, Food-11 download).
 # Extra arguments after the options go to ansible-playbook (e.g. -e gourmetgram_inference_mode=model).
 # Run as root. Idempotent: running `up` again converges and reports changed=0.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "${0##*/}: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 export GG_CACHE=${GG_CACHE:-/var/cache/gourmetgram}

@@ -84,7 +84,11 @@ for s in "${stages[@]}"; do
   t0=$SECONDS
   # A subshell outside any conditional, so `set -e` holds inside the stage.
   set +e
-  (set -e; "stage_$s")
+  (
+    set -Ee
+    trap 'echo "stage $s: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
+    "stage_$s"
+  )
   rc=$?
   set -e
   if ((rc != 0)); then failed=1; timings+=("$s: FAILED (exit $rc) after $((SECONDS - t0)) s"); break; fi

@@ -5,7 +5,8 @@
 #   - MinIO built from source through the Go module proxy.
 # Results are cached outside the repo in $GG_CACHE (default /var/cache/gourmetgram), so
 # reruns take seconds. Prints the artifact paths as KEY=VALUE lines on stdout.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "${0##*/}: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"

@@ -9,7 +9,8 @@
 #   tests/infra/airflow.sh dbinit    # create the `airflow` database on the test Postgres + db migrate
 #
 # The metadata DB is a separate `airflow` database on the loopback Postgres of servers.sh.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "${0##*/}: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${GG_CACHE:-/var/cache/gourmetgram}

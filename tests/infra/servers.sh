@@ -12,12 +12,14 @@
 # fixtures read; GG_INFRA_PORT_BASE (default 25400) picks the ports, so several checkouts
 # or helpers can run side by side: postgres +0, redis +1, kafka +2 (controller +3),
 # minio +4 (console +5).
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "${0##*/}: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 dir=${GG_INFRA_DIR:-/tmp/gg-infra}
 # The port base is remembered in the env file, so `start kafka` later (e.g. from a test) reuses it.
-base=${GG_INFRA_PORT_BASE:-$(sed -n 's/^GG_INFRA_PORT_BASE=//p' "$dir/env" 2>/dev/null)}
+base=${GG_INFRA_PORT_BASE:-}
+if [[ -z $base && -f $dir/env ]]; then base=$(sed -n 's/^GG_INFRA_PORT_BASE=//p' "$dir/env"); fi
 base=${base:-25400}
 pg_port=$base redis_port=$((base + 1)) kafka_port=$((base + 2)) kafka_ctl_port=$((base + 3))
 minio_port=$((base + 4)) minio_console_port=$((base + 5))
