@@ -139,3 +139,11 @@ def iceberg(etl_settings: Any) -> Any:
 @pytest.fixture(scope="session")
 def topics(kafka_bootstrap: str) -> None:
     """The platform's topics exist (kafka_bootstrap ensures them)."""
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Any]:
+    """One freshly deployed sandbox host for the session's deployment tests (tests/deployed.py)."""
+    from tests import deployed
+
+    yield from deployed.deploy()

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). On a fresh Debian 12 machine, as root:
 #
-#   tests/run.sh            # the CI set: setup lint unit integration airflow testbed
-#   tests/run.sh all        # the CI set + molecule + deploy (about an hour more on 2 cores)
-#   tests/run.sh unit       # one or more stages: setup lint unit integration airflow testbed molecule deploy
+#   tests/run.sh            # every stage: setup lint unit integration airflow testbed molecule deploy
+#   tests/run.sh unit       # one or more stages (`all` = every stage)
 #
 # It installs what it needs (apt packages, a venv, Ansible collections, the Kafka/MinIO local
 # artifacts, Airflow), starts the loopback servers, and prints each stage's duration. Downloads
@@ -18,9 +17,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export GG_NO_SKIPS=1  # a skipped test fails the run (tests/conftest.py)
 venv=${GG_VENV:-$GG_CACHE/venv}
 export GG_VENV=$venv
-ci_stages=(setup lint unit integration airflow testbed)
-all_stages=("${ci_stages[@]}" molecule deploy)
-stages=("${@:-${ci_stages[@]}}")
+all_stages=(setup lint unit integration airflow testbed molecule deploy)
+stages=("${@:-${all_stages[@]}}")
 [[ ${stages[0]} == all ]] && stages=("${all_stages[@]}")
 declare -a timings=()
 failed=0
@@ -65,13 +63,15 @@ stage_testbed() {
 
 stage_molecule() {
   # Every role's molecule scenario (converge, idempotence, verify) on a fresh test host.
-  pytest_run -q -p no:cacheprovider tests/testbed/test_molecule.py
+  # Scenarios run side by side (each on its own host and lab); GG_MOLECULE_WORKERS sets how many.
+  pytest_run -q -p no:cacheprovider --durations=0 -n "${GG_MOLECULE_WORKERS:-3}" --dist load tests/testbed/test_molecule.py
 }
 
 stage_deploy() {
   # One fresh host deployed with the README's command; the lab steps 4-8 on it, then the UIs in
   # headless Chromium, then the site checks (second run changed=0, SIGKILL, reboot).
-  pytest_run -q -p no:cacheprovider tests/e2e/test_lab.py tests/testbed/test_ui_browser.py tests/testbed/test_site.py
+  GG_DEPLOY_SHARED=1 pytest_run -q -p no:cacheprovider --durations=0 \
+    tests/e2e/test_lab.py tests/testbed/test_ui_browser.py tests/testbed/test_site.py
 }
 
 for s in "${stages[@]}"; do

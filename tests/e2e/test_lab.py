@@ -16,158 +16,34 @@ tests then follow the lab in order, on the host over SSH and against the UIs/API
 
     sudo $GG_CACHE/venv/bin/pytest -m e2e tests/e2e -s
 
-GG_E2E_KEEP=1 keeps the host afterwards; GG_E2E_REUSE=1 runs the steps on a kept host without
-deploying (for developing the test only: the acceptance run deploys a fresh host).
+The host comes from the session fixture `sandbox` (tests/deployed.py: GG_E2E_KEEP, GG_E2E_REUSE).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gourmetgram.common import names
+from tests.deployed import FAST_GENERATOR, Sandbox, log, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-LAB = os.environ.get("GG_E2E_LAB", "e2e")
-KEEP = os.environ.get("GG_E2E_KEEP") == "1"
-TIMINGS: dict[str, float] = {}
-# 20,000 events/h instead of 3,000 so that flags (2 % of events) show up within a minute.
-FAST_GENERATOR = json.dumps({"gourmetgram_service_extra_env": {"generator": {"GENERATOR_ARRIVAL_RATE": "20000"}}})
 STATE: dict[str, Any] = {}
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
-
-
-def log(msg: str) -> None:
-    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class Platform:
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        # Generated inventories live in inventory/ beside group_vars/, as platform.sh writes them.
-        self.inventory = ROOT / "inventory" / f"{LAB}.yml"
-        self.secrets = work / "secrets"
-        self.env = dict(
-            os.environ,
-            GG_SANDBOX_LAB=LAB,
-            GG_SANDBOX_INVENTORY=str(self.inventory),
-            GG_SECRETS_DIR=str(self.secrets),
-            ANSIBLE_FORCE_COLOR="0",
-        )
-        self.address = ""
-        self.host = ""
-
-    def command(self, *args: str, label: str) -> str:
-        t0 = time.monotonic()
-        proc = subprocess.run(
-            [str(ROOT / "provision" / "platform.sh"), *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=3000,
-            check=False,
-        )
-        TIMINGS[label] = round(time.monotonic() - t0, 1)
-        (self.work / f"{label.replace(' ', '-')}.log").write_text(proc.stdout + proc.stderr)
-        log(f"{label}: {TIMINGS[label]} s (exit {proc.returncode})")
-        assert proc.returncode == 0, (
-            f"platform.sh {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-3000:]}"
-        )
-        return proc.stdout
-
-    def ssh(self, command: str, check: bool = True, timeout: float = 600) -> str:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "ansible" / "testbed" / "testbed.py"),
-                "ssh",
-                "--lab",
-                LAB,
-                "--host",
-                self.host,
-                "--",
-                command,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check:
-            assert proc.returncode == 0, f"{command!r} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-    def psql(self, sql: str) -> list[list[str]]:
-        out = self.ssh(f"runuser -u postgres -- psql -d gourmetgram -AtF '|' -c {_q(sql)}")
-        return [line.split("|") for line in out.splitlines() if line]
-
-    def gourmetgram(self, *args: str) -> str:
-        return self.ssh("gourmetgram " + " ".join(_q(a) for a in args))
-
-    def stats(self) -> dict[str, Any]:
-        return json.loads(self.gourmetgram("stats"))
-
-    def secret(self, name: str) -> str:
-        return (self.secrets / name).read_text().strip()
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "'\\''") + "'"
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 3.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+Platform = Sandbox
 
 
 @pytest.fixture(scope="module")
-def platform():
-    # A stable work dir (secrets, logs) per lab, so that GG_E2E_REUSE finds the kept host's secrets.
-    work = Path(os.environ.get("GG_E2E_DIR", f"/tmp/gg-e2e-{LAB}"))
-    if os.environ.get("GG_E2E_REUSE") != "1" and work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    p = Platform(work)
-    if os.environ.get("GG_E2E_REUSE") != "1":  # a fresh host unless a developer asks to reuse one
-        subprocess.run(
-            [sys.executable, str(ROOT / "ansible/testbed/testbed.py"), "destroy", "--lab", LAB],
-            capture_output=True,
-            check=False,
-        )
-    try:
-        if os.environ.get("GG_E2E_REUSE") == "1":
-            out = p.command("status", label="status")
-        else:
-            out = p.command("up", "-e", FAST_GENERATOR, label="deploy")
-        m = re.search(r"GourmetGram is up on (\S+) \(([\d.]+)\)", out)
-        assert m, out[-3000:]
-        p.host, p.address = m.group(1), m.group(2)
-        log(f"deployed on {p.host} ({p.address})")
-        yield p
-    finally:
-        log(f"timings (s): {json.dumps(TIMINGS)}")
-        if not KEEP:
-            subprocess.run([str(ROOT / "provision/platform.sh"), "down"], env=p.env, capture_output=True, check=False)
+def platform(sandbox: Sandbox) -> Sandbox:
+    """The session's freshly deployed host (tests/deployed.py)."""
+    return sandbox
 
 
 # --- step 4 ---------------------------------------------------------------------------------------
@@ -187,23 +63,17 @@ def test_step4_events_flow_into_all_topics_and_tables(platform: Platform) -> Non
         return grown_topics == set(names.EVENT_TOPICS) and tables_grew
 
     wait_for(all_grew, 300, f"growth in all four topics and tables (so far {sorted(grown_topics)})", interval=5)
-    TIMINGS["step4 data flowing"] = round(time.monotonic() - t0, 1)
+    platform.timings["step4 data flowing"] = round(time.monotonic() - t0, 1)
     log(f"step 4: {STATE['stats']}")
 
 
 def test_step4b_redis_window_keys(platform: Platform) -> None:
-    # The consumer's own settings file holds the Redis address and password (root-only, 0600).
-    redis = (
-        "set -a; . /etc/gourmetgram/stream-consumer.env; set +a; REDISCLI_AUTH=$REDIS_PASSWORD"
-        " redis-cli --no-auth-warning -h $REDIS_HOST -p $REDIS_PORT"
-    )
-    key = platform.ssh(f"{redis} --scan --pattern 'image:*:views' | head -1").strip()
+    key = platform.redis("--scan --pattern 'image:*:views' | head -1").strip()
     assert re.fullmatch(r"image:[0-9a-f-]{36}:views", key), key
     image_id = key.split(":")[1]
     now = time.time()
-    out = platform.ssh(
-        f"{redis} TYPE {key}; {redis} ZCOUNT {key} {now - 3600:.3f} {now + 60:.3f};"
-        f" {redis} HGET image:{image_id}:metadata category"
+    out = platform.redis(
+        f"TYPE {key}", f"ZCOUNT {key} {now - 3600:.3f} {now + 60:.3f}", f"HGET image:{image_id}:metadata category"
     ).split("\n")
     assert out[0] == "zset" and int(out[1]) >= 1, out
     log(f"step 4b: {key} has {out[1]} views in the last hour; category {out[2]!r}")
@@ -284,9 +154,9 @@ def test_step6_both_dags_through_airflow_then_training_data(platform: Platform) 
     token = _airflow(
         platform, "POST", "/auth/token", {"username": "admin", "password": platform.secret("airflow_admin_password")}
     )["access_token"]
-    TIMINGS["dag redpanda_event_aggregation"] = _run_dag(platform, token, names.DAG_AGGREGATION, {})
+    platform.timings["dag redpanda_event_aggregation"] = _run_dag(platform, token, names.DAG_AGGREGATION, {})
     # A short label horizon so that minutes of generated data already give labelled rows.
-    TIMINGS["dag etl_moderation"] = _run_dag(platform, token, names.DAG_ETL, {"label_horizon_hours": 0.02})
+    platform.timings["dag etl_moderation"] = _run_dag(platform, token, names.DAG_ETL, {"label_horizon_hours": 0.02})
     out = platform.gourmetgram("verify-pipeline")
     rows = int(re.search(r"Row count: (\d+)", out).group(1))  # type: ignore[union-attr]
     assert "Table: moderation.training_data" in out and rows > 0, out
@@ -298,7 +168,7 @@ def test_step6_both_dags_through_airflow_then_training_data(platform: Platform) 
 def test_step7_training_publishes_four_artifacts(platform: Platform) -> None:
     t0 = time.monotonic()
     out = platform.ssh("cd /tmp && gourmetgram train --publish --out /tmp/e2e-models", timeout=1200)
-    TIMINGS["step7 training"] = round(time.monotonic() - t0, 1)
+    platform.timings["step7 training"] = round(time.monotonic() - t0, 1)
     assert "published model version" in out, out[-2000:]
     models = json.loads(platform.gourmetgram("models"))
     assert set(models["objects"]) >= {names.MODEL_FILE, names.SCALER_FILE, names.ENCODER_FILE, names.METADATA_FILE}
@@ -308,7 +178,7 @@ def test_step7_training_publishes_four_artifacts(platform: Platform) -> None:
 
 # --- step 8 ---------------------------------------------------------------------------------------
 def test_step8_model_mode_by_playbook_variable(platform: Platform) -> None:
-    platform.command("up", "-e", FAST_GENERATOR, "-e", "gourmetgram_inference_mode=model", label="redeploy model mode")
+    platform.up("-e", FAST_GENERATOR, "-e", "gourmetgram_inference_mode=model", label="redeploy model mode")
     wait_for(
         lambda: (
             "Model loaded successfully"

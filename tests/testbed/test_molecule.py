@@ -11,7 +11,29 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = sorted(p.parents[2] for p in (REPO / "roles").glob("*/molecule/default/molecule.yml"))
+# Slowest first (seconds, measured with three scenarios side by side on 2 cores), so that
+# `pytest -n N` (tests/run.sh molecule) keeps every worker busy to the end; a new role runs last.
+_SECONDS = {
+    "gourmetgram_service": 519,
+    "airflow": 513,
+    "ui_iceberg_browser": 276,
+    "ui_redis_browser": 249,
+    "ui_kafka_console": 246,
+    "kafka": 235,
+    "ui_jupyter": 234,
+    "ui_adminer": 218,
+    "dataset": 178,
+    "postgresql": 155,
+    "minio": 142,
+    "ui_nginx": 82,
+    "ui_summary": 44,
+    "redis": 43,
+    "redpanda": 4,
+}
+SCENARIOS = sorted(
+    (p.parents[2] for p in (REPO / "roles").glob("*/molecule/default/molecule.yml")),
+    key=lambda d: (-_SECONDS.get(d.name, 0), d.name),
+)
 
 pytestmark = pytest.mark.testbed
 

@@ -18,7 +18,6 @@ import base64
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from tests import deployed as shared_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("testbed", ROOT / "ansible/testbed/testbed.py")
@@ -62,18 +63,22 @@ def _bin(name: str) -> str:
     return str(here) if here.exists() else name
 
 
-def _recap(output: str) -> dict[str, int]:
-    """changed= per host from the PLAY RECAP."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+_recap = shared_deployment.recap_changed
 
 
 class Site:
-    def __init__(self, tb, info: dict, inventory: Path, secrets: Path, artifacts: dict[str, str]):
+    def __init__(self, tb, info: dict, inventory: Path, secrets: Path, artifacts: dict[str, str], lab: str = LAB):
         self.tb, self.info, self.inventory, self.secrets, self.artifacts = tb, info, inventory, secrets, artifacts
+        self.lab = lab
         self.host = info["hosts"][0]["name"]
         self.address = info["hosts"][0]["address"]
+        self.sandbox: shared_deployment.Sandbox | None = None
 
     def playbook(self, label: str) -> tuple[dict[str, int], str]:
+        if self.sandbox is not None:  # the shared host: the README's command again, same arguments
+            out = self.sandbox.up(*self.sandbox.up_args, label=label)
+            TIMINGS[label] = self.sandbox.timings[label]
+            return _recap(out), out
         env = dict(os.environ)
         env.update(
             ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
@@ -105,7 +110,7 @@ class Site:
         return _recap(r.stdout), r.stdout
 
     def sh(self, command: str, check: bool = True) -> str:
-        r = self.tb.ssh(LAB, self.host, [command], capture=True)
+        r = self.tb.ssh(self.lab, self.host, [command], capture=True)
         if check:
             assert r.returncode == 0, f"{command!r} failed: {r.stdout}\n{r.stderr}"
         return r.stdout
@@ -139,8 +144,19 @@ def _get(url: str, timeout: float = 10) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, request):
     tb = testbed.Testbed()
+    if shared_deployment.shared():
+        # The session's sandbox host (tests/deployed.py), deployed by `platform.sh up`: its first run
+        # is that deployment; the lab steps and the UI test ran on it before these checks.
+        sb = request.getfixturevalue("sandbox")
+        info = {"hosts": [{"name": sb.host, "address": sb.address}]}
+        s = Site(tb, info, sb.inventory, sb.secrets, {}, lab=sb.lab)
+        s.sandbox = sb
+        TIMINGS["first run"] = sb.timings.get("deploy", -1)
+        yield s
+        print(f"\n[site] timings (s): {json.dumps(TIMINGS)}", file=sys.stderr)
+        return
     tb.destroy(LAB)  # leftover of an interrupted run
     work = tmp_path_factory.mktemp("site")
     secrets = work / "secrets"
@@ -281,7 +297,7 @@ def test_reboot_keeps_units_and_data(site):
     out = _probe(site, "write", token)
     assert "written" in out
     t0 = time.monotonic()
-    site.tb.reboot(LAB, site.host)
+    site.tb.reboot(site.lab, site.host)
     TIMINGS["reboot: host back"] = round(time.monotonic() - t0, 1)
     site.wait_all_active(timeout=300)
     TIMINGS["reboot: all units active"] = round(time.monotonic() - t0, 1)

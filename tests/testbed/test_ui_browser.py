@@ -34,6 +34,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests import deployed as shared_deployment
+
 pytestmark = pytest.mark.testbed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,8 +77,12 @@ def _answers(host: str, port: int) -> bool:
 
 
 class Deployment:
-    def __init__(self, inventory: Path, secrets: Path, host: str):
+    def __init__(
+        self, inventory: Path, secrets: Path, host: str, image_id: str = IMAGE_ID, view_member: str = "view-1"
+    ):
         self.inventory, self.secrets, self.host = inventory, secrets, host
+        # The Redis window key the browser opens: the seeded one, or a real one on a lab host.
+        self.image_id, self.view_member = image_id, view_member
 
     def secret(self, name: str) -> str:
         return (self.secrets / name).read_text().strip()
@@ -90,7 +96,16 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> Deployment:
+def deployed(tmp_path_factory, request) -> Deployment:
+    if shared_deployment.shared():
+        # The session's sandbox host after the lab steps (tests/deployed.py): real data on every page.
+        s = request.getfixturevalue("sandbox")
+        key = s.redis("--scan --pattern 'image:*:views' | head -1").strip()
+        image_id = key.split(":")[1]
+        # redis-commander lists a sorted set by descending score, 20 a page: the newest view is first.
+        member = s.redis(f"ZREVRANGE {key} 0 0").strip()
+        yield Deployment(s.inventory, s.secrets, s.address, image_id=image_id, view_member=member)
+        return
     inv = os.environ.get("GG_UI_TEST_INVENTORY")
     if inv:
         secrets = Path(os.environ["GG_SECRETS_DIR"])
@@ -279,13 +294,14 @@ def test_redis_window_key(deployed, page_for, shots):
     tree = page.locator("#keyTree")
     toggle = "xpath=preceding-sibling::i[contains(@class,'jstree-ocl')]"
     tree.locator("a.jstree-anchor", has_text="image:*").locator(toggle).click()
-    tree.locator("a.jstree-anchor", has_text=IMAGE_ID).locator(toggle).click()
+    tree.locator("a.jstree-anchor", has_text=deployed.image_id).locator(toggle).click()
     tree.locator("a.jstree-anchor", has_text="views").first.click()
-    page.get_by_text("view-1").first.wait_for()
+    page.locator("#itemData").get_by_text(f"image:{deployed.image_id}:views").wait_for()
+    page.get_by_text(deployed.view_member).first.wait_for()
     page.screenshot(path=str(shots / "redis-image-views.png"), full_page=True)
     body = page.inner_text("body")
-    assert f"image:{IMAGE_ID}:views" in body
-    assert "Sorted Set" in body and "view-5" in body
+    assert f"image:{deployed.image_id}:views" in body
+    assert "Sorted Set" in body and deployed.view_member in body
 
 
 def test_iceberg_training_data(deployed, page_for, shots):

@@ -1,0 +1,177 @@
+"""One freshly deployed sandbox host, shared by the deployment test modules of one pytest session.
+
+The host is brought up exactly as the README tells a newcomer: ``provision/platform.sh up`` (a
+fresh Debian 12 systemd-nspawn host, Kafka and MinIO from the local artifacts, the sample dataset).
+``tests/e2e/test_lab.py`` always runs on it; with ``GG_DEPLOY_SHARED=1`` (``tests/run.sh deploy``)
+the UI browser test and the site checks run on the same host afterwards, in that order, instead of
+deploying hosts of their own: the lab steps leave the data the UI pages show, and the site checks
+(second run changed=0, SIGKILL, reboot) end the session.
+
+    GG_E2E_LAB   lab name (default e2e)
+    GG_E2E_DIR   work dir for secrets and logs (default /tmp/gg-e2e-<lab>)
+    GG_E2E_KEEP=1   keep the host afterwards
+    GG_E2E_REUSE=1  run on a kept host without deploying (for developing tests only)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB = os.environ.get("GG_E2E_LAB", "e2e")
+KEEP = os.environ.get("GG_E2E_KEEP") == "1"
+REUSE = os.environ.get("GG_E2E_REUSE") == "1"
+# 20,000 events/h instead of 3,000 so that flags (2 % of events) show up within a minute.
+FAST_GENERATOR = json.dumps({"gourmetgram_service_extra_env": {"generator": {"GENERATOR_ARRIVAL_RATE": "20000"}}})
+
+
+def shared() -> bool:
+    """Whether the UI and site test modules use the shared host (tests/run.sh deploy sets it)."""
+    return os.environ.get("GG_DEPLOY_SHARED") == "1"
+
+
+def log(msg: str) -> None:
+    print(f"[deploy {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def recap_changed(output: str) -> dict[str, int]:
+    """changed= per host from an ansible-playbook PLAY RECAP."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.M)}
+
+
+class Sandbox:
+    """The deployed host: platform.sh commands, SSH, psql and the generated secrets."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.lab = LAB
+        # Generated inventories live in inventory/ beside group_vars/, as platform.sh writes them.
+        self.inventory = ROOT / "inventory" / f"{LAB}.yml"
+        self.secrets = work / "secrets"
+        self.env = dict(
+            os.environ,
+            GG_SANDBOX_LAB=LAB,
+            GG_SANDBOX_INVENTORY=str(self.inventory),
+            GG_SECRETS_DIR=str(self.secrets),
+            ANSIBLE_FORCE_COLOR="0",
+        )
+        self.address = ""
+        self.host = ""
+        self.timings: dict[str, float] = {}
+        # The -e arguments of the last `up`: a rerun with the same ones must change nothing.
+        self.up_args: tuple[str, ...] = ()
+
+    def command(self, *args: str, label: str) -> str:
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [str(ROOT / "provision" / "platform.sh"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=3000,
+            check=False,
+        )
+        self.timings[label] = round(time.monotonic() - t0, 1)
+        (self.work / f"{label.replace(' ', '-')}.log").write_text(proc.stdout + proc.stderr)
+        log(f"{label}: {self.timings[label]} s (exit {proc.returncode})")
+        assert proc.returncode == 0, (
+            f"platform.sh {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-3000:]}"
+        )
+        return proc.stdout
+
+    def up(self, *extra: str, label: str) -> str:
+        out = self.command("up", *extra, label=label)
+        self.up_args = extra
+        return out
+
+    def ssh(self, command: str, check: bool = True, timeout: float = 600) -> str:
+        proc = self.ssh_proc(command, timeout=timeout)
+        if check:
+            assert proc.returncode == 0, f"{command!r} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    def ssh_proc(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        testbed = ROOT / "ansible" / "testbed" / "testbed.py"
+        return subprocess.run(
+            [sys.executable, str(testbed), "ssh", "--lab", LAB, "--host", self.host, "--", command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def psql(self, sql: str) -> list[list[str]]:
+        out = self.ssh(f"runuser -u postgres -- psql -d gourmetgram -AtF '|' -c {_q(sql)}")
+        return [line.split("|") for line in out.splitlines() if line]
+
+    def gourmetgram(self, *args: str) -> str:
+        return self.ssh("gourmetgram " + " ".join(_q(a) for a in args))
+
+    def stats(self) -> dict[str, Any]:
+        return json.loads(self.gourmetgram("stats"))
+
+    def secret(self, name: str) -> str:
+        return (self.secrets / name).read_text().strip()
+
+    def redis(self, *commands: str) -> str:
+        """redis-cli commands on the host, with the stream consumer's own settings (a root-only env
+        file); each command may end in a shell pipe. Their outputs are concatenated."""
+        prelude = (
+            "set -a; . /etc/gourmetgram/stream-consumer.env; set +a; export REDISCLI_AUTH=$REDIS_PASSWORD;"
+            ' _cli="redis-cli --no-auth-warning -h $REDIS_HOST -p $REDIS_PORT"'
+        )
+        return self.ssh("; ".join([prelude, *(f"$_cli {c}" for c in commands)]))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 3.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def deploy() -> Iterator[Sandbox]:
+    """Generator behind the session fixture `sandbox` (tests/conftest.py)."""
+    # A stable work dir (secrets, logs) per lab, so that GG_E2E_REUSE finds the kept host's secrets.
+    work = Path(os.environ.get("GG_E2E_DIR", f"/tmp/gg-e2e-{LAB}"))
+    if not REUSE and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    s = Sandbox(work)
+    if not REUSE:  # a fresh host unless a developer asks to reuse one
+        subprocess.run(
+            [sys.executable, str(ROOT / "ansible/testbed/testbed.py"), "destroy", "--lab", LAB],
+            capture_output=True,
+            check=False,
+        )
+    try:
+        out = s.command("status", label="status") if REUSE else s.up("-e", FAST_GENERATOR, label="deploy")
+        m = re.search(r"GourmetGram is up on (\S+) \(([\d.]+)\)", out)
+        assert m, out[-3000:]
+        s.host, s.address = m.group(1), m.group(2)
+        if REUSE:
+            s.up_args = ("-e", FAST_GENERATOR, "-e", "gourmetgram_inference_mode=model")
+        log(f"deployed on {s.host} ({s.address})")
+        yield s
+    finally:
+        log(f"timings (s): {json.dumps(s.timings)}")
+        if not KEEP:
+            subprocess.run([str(ROOT / "provision/platform.sh"), "down"], env=s.env, capture_output=True, check=False)
