@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tests import polling
+
 ROOT = Path(__file__).resolve().parents[1]
 LAB = os.environ.get("GG_E2E_LAB", "e2e")
 KEEP = os.environ.get("GG_E2E_KEEP") == "1"
@@ -138,14 +140,8 @@ class Sandbox:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+    """tests.polling.wait_for at a pace fit for commands over SSH."""
+    return polling.wait_for(predicate, timeout, what, interval)
 
 
 def deploy() -> Iterator[Sandbox]:

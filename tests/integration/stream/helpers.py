@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from gourmetgram.common import db, kafka, names
 from gourmetgram.common.events import CommentEvent, FlagEvent, UploadEvent, ViewEvent
+from tests.polling import wait_for  # noqa: F401  (re-exported for the stream tests)
 
 
 def seed_image(
@@ -147,17 +148,6 @@ def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> dict[t
     c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False)
     c.close()
     return ends
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 class Service:
