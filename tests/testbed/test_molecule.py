@@ -35,7 +35,7 @@ SCENARIOS = sorted(
     key=lambda d: (-_SECONDS.get(d.name, 0), d.name),
 )
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.timeout(2000)]  # molecule itself is cut at 1800 s
 
 
 @pytest.mark.parametrize("role_dir", SCENARIOS, ids=[p.name for p in SCENARIOS])

@@ -7,6 +7,8 @@ saves a PNG screenshot and asserts on what the page shows. Anonymous requests to
 refused or sent to a login page.
 
 Deployment (module fixture):
+  - GG_DEPLOY_SHARED=1 (tests/run.sh deploy): the session's sandbox host after the lab steps
+    (tests/deployed.py), so every page shows the lab's real data;
   - GG_UI_TEST_INVENTORY=<inventory with a `ui` group> and GG_SECRETS_DIR=<its secrets dir>: use
     an already deployed host (e.g. after the full site.yml);
   - otherwise: create the test host lab `u-uibrowser` (ansible/testbed/testbed.py), run
@@ -36,7 +38,7 @@ import requests
 
 from tests import deployed as shared_deployment
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.timeout(3600)]  # may deploy its own host
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "ansible" / "testbed" / "testbed.py"
