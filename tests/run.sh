@@ -69,8 +69,9 @@ stage_molecule() {
 
 stage_deploy() {
   # One fresh host deployed with the README's command; the lab steps 4-8 on it, then the UIs in
-  # headless Chromium, then the site checks (second run changed=0, SIGKILL, reboot).
-  GG_DEPLOY_SHARED=1 pytest_run -q -p no:cacheprovider --durations=0 \
+  # headless Chromium, then the site checks (second run changed=0, SIGKILL, reboot). `-s` shows the
+  # tests' progress lines and timings (deploy, each step, second run, reboot) as they happen.
+  GG_DEPLOY_SHARED=1 pytest_run -q -s -p no:cacheprovider --durations=0 \
     tests/e2e/test_lab.py tests/testbed/test_ui_browser.py tests/testbed/test_site.py
 }
 

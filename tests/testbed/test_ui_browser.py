@@ -295,9 +295,12 @@ def test_redis_window_key(deployed, page_for, shots):
     # Walk the key tree as a user does: image:* -> <uuid>:* -> views.
     tree = page.locator("#keyTree")
     toggle = "xpath=preceding-sibling::i[contains(@class,'jstree-ocl')]"
+    tree.locator("a.jstree-anchor", has_text="image:*").wait_for(timeout=60_000)
     tree.locator("a.jstree-anchor", has_text="image:*").locator(toggle).click()
-    tree.locator("a.jstree-anchor", has_text=deployed.image_id).locator(toggle).click()
-    tree.locator("a.jstree-anchor", has_text="views").first.click()
+    image_node = tree.locator("a.jstree-anchor", has_text=deployed.image_id)
+    image_node.locator(toggle).click()
+    # Under the image's own node, the sorted set "views (N)" (not total_views).
+    image_node.locator("xpath=..").locator("a.jstree-anchor", has_text=re.compile(r"^views( \(\d+\))?$")).click()
     page.locator("#itemData").get_by_text(f"image:{deployed.image_id}:views").wait_for()
     page.get_by_text(deployed.view_member).first.wait_for()
     page.screenshot(path=str(shots / "redis-image-views.png"), full_page=True)
