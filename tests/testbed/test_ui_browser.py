@@ -289,13 +289,22 @@ def test_kafka_views_topic_messages(deployed, page_for, shots):
 def test_redis_window_key(deployed, page_for, shots):
     page = page_for()
     page.goto(deployed.url("redis"))
-    page.fill("#signinUsername", deployed.user)
-    page.fill("#signinPassword", deployed.secret("ui_redis_password"))
-    page.click("#signinButton")
-    # Walk the key tree as a user does: image:* -> <uuid>:* -> views.
     tree = page.locator("#keyTree")
+    for attempt in range(3):  # a sign-in that lands while the page's own token refresh runs is lost
+        page.locator("#signinUsername").wait_for()
+        page.fill("#signinUsername", deployed.user)
+        page.fill("#signinPassword", deployed.secret("ui_redis_password"))
+        page.click("#signinButton")
+        try:
+            tree.locator("a.jstree-anchor", has_text="image:*").wait_for(timeout=30_000)
+            break
+        except Exception:
+            page.screenshot(path=str(shots / f"redis-signin-attempt-{attempt}.png"), full_page=True)
+            if attempt == 2:
+                raise
+            page.goto(deployed.url("redis"))
+    # Walk the key tree as a user does: image:* -> <uuid>:* -> views.
     toggle = "xpath=preceding-sibling::i[contains(@class,'jstree-ocl')]"
-    tree.locator("a.jstree-anchor", has_text="image:*").wait_for(timeout=60_000)
     tree.locator("a.jstree-anchor", has_text="image:*").locator(toggle).click()
     image_node = tree.locator("a.jstree-anchor", has_text=deployed.image_id)
     image_node.locator(toggle).click()
