@@ -83,6 +83,8 @@ for s in "${stages[@]}"; do
   declare -F "stage_$s" >/dev/null || { echo "unknown stage $s (stages: ${all_stages[*]})" >&2; exit 2; }
 done
 if [[ ${stages[0]} != setup && ! -x $venv/bin/python ]]; then stages=(setup "${stages[@]}"); fi
+# Without setup, still point the venv's editable install at this checkout (another clone may own it).
+if [[ ${stages[0]} != setup ]]; then "$venv/bin/pip" install -q --no-deps -e "$repo" >/dev/null; fi
 
 for s in "${stages[@]}"; do
   say "stage $s"
