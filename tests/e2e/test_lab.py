@@ -37,7 +37,6 @@ from tests.deployed import FAST_GENERATOR, Sandbox, log, wait_for
 STATE: dict[str, Any] = {}
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
-Platform = Sandbox
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +46,7 @@ def platform(sandbox: Sandbox) -> Sandbox:
 
 
 # --- step 4 ---------------------------------------------------------------------------------------
-def test_step4_events_flow_into_all_topics_and_tables(platform: Platform) -> None:
+def test_step4_events_flow_into_all_topics_and_tables(platform: Sandbox) -> None:
     platform.ssh("systemctl start gourmetgram-generator")  # running after deploy; a kept host may have it stopped
     t0 = time.monotonic()
     first = platform.stats()
@@ -67,7 +66,7 @@ def test_step4_events_flow_into_all_topics_and_tables(platform: Platform) -> Non
     log(f"step 4: {STATE['stats']}")
 
 
-def test_step4b_redis_window_keys(platform: Platform) -> None:
+def test_step4b_redis_window_keys(platform: Sandbox) -> None:
     key = platform.redis("--scan --pattern 'image:*:views' | head -1").strip()
     assert re.fullmatch(r"image:[0-9a-f-]{36}:views", key), key
     image_id = key.split(":")[1]
@@ -80,7 +79,7 @@ def test_step4b_redis_window_keys(platform: Platform) -> None:
 
 
 # --- step 5 ---------------------------------------------------------------------------------------
-def test_step5_viral_burst_heuristic_decision(platform: Platform) -> None:
+def test_step5_viral_burst_heuristic_decision(platform: Sandbox) -> None:
     platform.ssh("systemctl stop gourmetgram-generator")
     # The lab picks a random image; a flagged one would rightly score FLAG (flags + bot-like burst),
     # so take one nobody flagged and check the plain-burst case of the lab: REVIEW.
@@ -114,7 +113,7 @@ def test_step5_viral_burst_heuristic_decision(platform: Platform) -> None:
 
 
 # --- step 6 ---------------------------------------------------------------------------------------
-def _airflow(platform: Platform, method: str, path: str, body: dict | None = None, token: str | None = None) -> Any:
+def _airflow(platform: Sandbox, method: str, path: str, body: dict | None = None, token: str | None = None) -> Any:
     req = urllib.request.Request(
         f"http://{platform.address}:8080{path}",
         method=method,
@@ -128,7 +127,7 @@ def _airflow(platform: Platform, method: str, path: str, body: dict | None = Non
         raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from exc
 
 
-def _run_dag(platform: Platform, token: str, dag_id: str, conf: dict[str, Any]) -> float:
+def _run_dag(platform: Sandbox, token: str, dag_id: str, conf: dict[str, Any]) -> float:
     _airflow(platform, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token)
     run = _airflow(
         platform,
@@ -148,7 +147,7 @@ def _run_dag(platform: Platform, token: str, dag_id: str, conf: dict[str, Any]) 
     return round(time.monotonic() - t0, 1)
 
 
-def test_step6_both_dags_through_airflow_then_training_data(platform: Platform) -> None:
+def test_step6_both_dags_through_airflow_then_training_data(platform: Sandbox) -> None:
     platform.ssh("systemctl start gourmetgram-generator")
     time.sleep(120)  # let data accumulate (lab: 2-3 minutes)
     token = _airflow(
@@ -165,7 +164,7 @@ def test_step6_both_dags_through_airflow_then_training_data(platform: Platform) 
 
 
 # --- step 7 ---------------------------------------------------------------------------------------
-def test_step7_training_publishes_four_artifacts(platform: Platform) -> None:
+def test_step7_training_publishes_four_artifacts(platform: Sandbox) -> None:
     t0 = time.monotonic()
     out = platform.ssh("cd /tmp && gourmetgram train --publish --out /tmp/e2e-models", timeout=1200)
     platform.timings["step7 training"] = round(time.monotonic() - t0, 1)
@@ -177,7 +176,7 @@ def test_step7_training_publishes_four_artifacts(platform: Platform) -> None:
 
 
 # --- step 8 ---------------------------------------------------------------------------------------
-def test_step8_model_mode_by_playbook_variable(platform: Platform) -> None:
+def test_step8_model_mode_by_playbook_variable(platform: Sandbox) -> None:
     platform.up("-e", FAST_GENERATOR, "-e", "gourmetgram_inference_mode=model", label="redeploy model mode")
     wait_for(
         lambda: (
@@ -203,7 +202,7 @@ def test_step8_model_mode_by_playbook_variable(platform: Platform) -> None:
     log(f"step 8d: {rows[0]}")
 
 
-def test_step8e_comparison_query_has_one_row_per_mode(platform: Platform) -> None:
+def test_step8e_comparison_query_has_one_row_per_mode(platform: Sandbox) -> None:
     rows = platform.psql(
         "SELECT inference_mode, COUNT(*), AVG(moderation_probability),"
         " COUNT(*) FILTER (WHERE recommendation = 'FLAG') AS flagged,"
