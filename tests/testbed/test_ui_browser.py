@@ -319,6 +319,8 @@ def test_redis_window_key(deployed, page_for, shots):
     body = page.inner_text("body")
     assert f"image:{deployed.image_id}:views" in body
     assert "Sorted Set" in body and deployed.view_member in body
+    # The JSON value viewer loaded too (its files sit outside redis-commander's own tree).
+    assert page.evaluate("typeof $.fn.jsonViewer") == "function"
 
 
 def test_iceberg_training_data(deployed, page_for, shots):
