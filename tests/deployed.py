@@ -4,8 +4,8 @@ The host is brought up exactly as the README tells a newcomer: ``provision/platf
 fresh Debian 12 systemd-nspawn host, Kafka and MinIO from the local artifacts, the sample dataset).
 ``tests/e2e/test_lab.py`` always runs on it; with ``GG_DEPLOY_SHARED=1`` (``tests/run.sh deploy``)
 the UI browser test and then the site checks run on the same host afterwards instead of deploying
-hosts of their own: the lab steps leave the data the UI pages show,
-and the site checks (second run changed=0, SIGKILL, reboot) end the session.
+hosts of their own: the lab steps leave the data the UI pages show, and the site checks (second
+run changed=0, SIGKILL, reboot) end the session.
 
     GG_E2E_LAB   lab name (default e2e)
     GG_E2E_DIR   work dir for secrets and logs (default /tmp/gg-e2e-<lab>)
