@@ -295,20 +295,22 @@ def test_redis_window_key(deployed, page_for, shots):
     # 'shown' handler focuses the username field. Filling before that loses keystrokes to the focus
     # change (seen as "Login failed" in the unit's journal), so wait for the field to hold focus.
     page.wait_for_function("document.activeElement && document.activeElement.id === 'signinUsername'")
+    password = deployed.secret("ui_redis_password")
     page.fill("#signinUsername", deployed.user)
-    page.fill("#signinPassword", deployed.secret("ui_redis_password"))
+    page.fill("#signinPassword", password)
     assert page.input_value("#signinUsername") == deployed.user
-    assert page.input_value("#signinPassword") == deployed.secret("ui_redis_password")
+    assert page.input_value("#signinPassword") == password
     page.click("#signinButton")
     tree = page.locator("#keyTree")
+    image_root = tree.locator("a.jstree-anchor", has_text="image:*")
     try:
-        tree.locator("a.jstree-anchor", has_text="image:*").wait_for()
+        image_root.wait_for()
     except Exception:
         page.screenshot(path=str(shots / "redis-signin-failed.png"), full_page=True)
         raise AssertionError(f"no key tree after sign-in; dialogs: {dialogs}") from None
     # Walk the key tree as a user does: image:* -> <uuid>:* -> views.
     toggle = "xpath=preceding-sibling::i[contains(@class,'jstree-ocl')]"
-    tree.locator("a.jstree-anchor", has_text="image:*").locator(toggle).click()
+    image_root.locator(toggle).click()
     image_node = tree.locator("a.jstree-anchor", has_text=deployed.image_id)
     image_node.locator(toggle).click()
     # Under the image's own node, the sorted set "views (N)" (not total_views).
