@@ -48,8 +48,18 @@ def test_role_layout(role: Path):
     for rel in ("meta/main.yml", "tasks/main.yml"):
         assert (role / rel).exists(), f"{role.name}: {rel} missing"
     private = {}
-    for os_vars in ("vars/Debian.yml", "vars/Ubuntu.yml"):
-        if (role / os_vars).exists():
-            private.update(_load(role / os_vars))
+    for rel in ("vars/main.yml", "vars/Debian.yml", "vars/Ubuntu.yml"):
+        if (role / rel).exists():
+            private.update(_load(role / rel))
     for name in private:
-        assert name.startswith(f"__{role.name}_"), f"{role.name}: OS var {name} must be __{role.name}_*"
+        assert name.startswith(f"__{role.name}_"), f"{role.name}: private var {name} must be __{role.name}_*"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_os_vars_only_where_the_oses_differ(role: Path):
+    """vars/<distribution>.yml exist as a pair that differs, and are loaded exactly then."""
+    debian, ubuntu = role / "vars/Debian.yml", role / "vars/Ubuntu.yml"
+    loads = "include_vars" in (role / "tasks/main.yml").read_text()
+    assert debian.exists() == ubuntu.exists() == loads, f"{role.name}: OS vars need both files and the include task"
+    if loads:
+        assert _load(debian) != _load(ubuntu), f"{role.name}: identical OS vars belong in vars/main.yml"
