@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         p_sub.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("stats", help="messages per topic and rows per table, as JSON")
     sub.add_parser("models", help="the published model artifacts and their metadata, as JSON")
+    p_doctor = sub.add_parser("doctor", help="is the platform healthy? a verdict first, then each check")
+    p_doctor.add_argument("--json", action="store_true", help="the verdict and the checks as JSON")
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in _DELEGATED:
@@ -82,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         from gourmetgram.tools import stats
 
         print(json.dumps(stats.models(s3_client(S3Settings())), indent=2, default=str))  # type: ignore[call-arg]
+    elif args.command == "doctor":
+        from gourmetgram.tools import doctor
+
+        return doctor.main(as_json=args.json)
     elif args.command == "verify-pipeline":
         from gourmetgram.etl import verify  # provided by the ETL package
 

@@ -116,3 +116,17 @@ class InferenceSettings(KafkaSettings, RedisSettings, DatabaseSettings, S3Settin
     model_prefix: str = names.MODEL_PREFIX
     model_check_interval: float = Field(float(names.MODEL_CHECK_INTERVAL_SECONDS), gt=0)
     moderation_threshold: float = Field(names.FLAG_THRESHOLD, gt=0, le=1)
+
+
+class DoctorSettings(KafkaSettings, DatabaseSettings):
+    """Thresholds of ``gourmetgram doctor`` (DOCTOR_*)."""
+
+    # Events a consumer group may be behind before the doctor warns (a stopped group fails at 1).
+    doctor_lag_warn: int = Field(10_000, ge=1)
+    # An unpublished outbox row older than this means the relay is not keeping up.
+    doctor_outbox_max_age: float = Field(60.0, gt=0)
+    # Dead-lettered messages within the last hour that make a failing verdict (any one warns).
+    doctor_dead_letter_fail: int = Field(100, ge=1)
+    doctor_disk_paths: tuple[str, ...] = ("/", "/var/lib")
+    doctor_disk_warn_percent: float = Field(80.0, gt=0, le=100)
+    doctor_disk_fail_percent: float = Field(90.0, gt=0, le=100)
