@@ -27,6 +27,7 @@ _SECONDS = {
     "minio": 142,
     "ui_nginx": 82,
     "ui_summary": 44,
+    "firewall": 40,
     "redis": 43,
     "redpanda": 4,
 }
