@@ -210,6 +210,57 @@ def test_airflow_answers_from_controller(site):
     assert code in (401, 403), "the REST API must require a login"
 
 
+# What a scan from outside may find open: SSH and the UI/API ports (inventory/group_vars/all/firewall.yml).
+PUBLIC_PORTS = {22, 8000, 8080, 5050, 8090, 8081, 9001, 3000, 8888}
+
+
+def _open_ports(address: str, ports: range, timeout: float = 1.0, parallel: int = 512) -> set[int]:
+    """TCP ports of the host that accept a connection (a bounded connect scan, every port once)."""
+    import asyncio
+
+    async def probe(port: int, gate: asyncio.Semaphore) -> int | None:
+        async with gate:
+            try:
+                _r, w = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+            except (OSError, TimeoutError):
+                return None
+            w.close()
+            return port
+
+    async def scan() -> set[int]:
+        gate = asyncio.Semaphore(parallel)
+        return {p for p in await asyncio.gather(*(probe(p, gate) for p in ports)) if p is not None}
+
+    return asyncio.run(scan())
+
+
+def test_only_ssh_and_ui_ports_answer_from_outside(site):
+    """Every TCP port of the host, scanned from the controller: the servers (PostgreSQL, Redis, the
+    broker, MinIO's S3 port) and Airflow's serve-logs on 8793 answer on the host, but not here."""
+    t0 = time.monotonic()
+    found = _open_ports(site.address, range(1, 65536))
+    TIMINGS["port scan"] = round(time.monotonic() - t0, 1)
+    assert found == PUBLIC_PORTS, f"open from outside: {sorted(found)}, expected {sorted(PUBLIC_PORTS)}"
+    listening = site.sh("ss -Htln | awk '{print $4}'")
+    assert ":8793" in listening, "serve-logs should listen on the host (and be refused from outside)"
+
+
+def test_doctor_verdict_ok_then_names_a_stopped_consumer(site):
+    out = site.sh("gourmetgram doctor", check=False)
+    assert out.startswith("VERDICT: OK"), out
+    site.sh("systemctl stop gourmetgram-stream-consumer.service")
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the generator keeps sending; the stopped group falls behind
+            out = site.sh("gourmetgram doctor", check=False)
+            if out.startswith("VERDICT: FAIL") or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+        assert out.startswith("VERDICT: FAIL") and "gourmetgram-stream-consumer" in out.splitlines()[0], out
+    finally:
+        site.sh("systemctl start gourmetgram-stream-consumer.service")
+
+
 def test_secrets_private(site):
     out = site.sh(
         "stat -c '%n %a %U' /etc/gourmetgram/*.env /etc/airflow/airflow.env "
