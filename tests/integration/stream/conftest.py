@@ -31,7 +31,7 @@ def start_consumer(services, tmp_path, infra_env, migrated_db, kafka_bootstrap, 
     def _start(**env: str) -> Service:
         svc = Service(
             "gourmetgram.stream_consumer.main",
-            {"KAFKA_CONSUMER_GROUP": consumer_group, "CONSUMER_POLL_TIMEOUT": "0.2", **env},
+            {"KAFKA_CONSUMER_GROUP": consumer_group, **env},
             tmp_path / f"stream-consumer-{len(services)}.log",
         ).start()
         services.append(svc)
