@@ -14,6 +14,10 @@ from gourmetgram.common import logs, names
 
 def durable_producer(bootstrap: str, client_id: str, **overrides: Any) -> Producer:
     """acks=all + idempotence: a delivery report with no error means the broker has it."""
+    return Producer({**producer_config(bootstrap, client_id), **overrides})
+
+
+def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
@@ -25,12 +29,15 @@ def durable_producer(bootstrap: str, client_id: str, **overrides: Any) -> Produc
         "socket.keepalive.enable": True,
         "message.max.bytes": names.PRODUCER_MAX_MESSAGE_BYTES,
     }
-    conf.update(overrides)
-    return Producer(conf)
+    return conf
 
 
 def manual_commit_consumer(bootstrap: str, group: str, client_id: str, **overrides: Any) -> Consumer:
     """At-least-once consumer: offsets are committed by the caller after effects are durable."""
+    return Consumer({**consumer_config(bootstrap, group, client_id), **overrides})
+
+
+def consumer_config(bootstrap: str, group: str, client_id: str) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -46,12 +53,11 @@ def manual_commit_consumer(bootstrap: str, group: str, client_id: str, **overrid
         # fetch.wait.max.ms when there is nothing): a lone event is not held back for a batch.
         "fetch.min.bytes": 1,
         "fetch.wait.max.ms": 100,
-        # Room for the largest record a topic accepts (names.TOPIC_MAX_MESSAGE_BYTES).
-        "fetch.max.bytes": 4 * names.TOPIC_MAX_MESSAGE_BYTES,
-        "receive.message.max.bytes": 4 * names.TOPIC_MAX_MESSAGE_BYTES + 1024 * 1024,
+        # The largest record a topic accepts (names.TOPIC_MAX_MESSAGE_BYTES, 16 MiB) fits librdkafka's
+        # defaults: fetch.max.bytes 50 MB, receive.message.max.bytes 100 MB; a fetch always returns
+        # at least one whole record batch, however large.
     }
-    conf.update(overrides)
-    return Consumer(conf)
+    return conf
 
 
 def dead_letter_headers(msg: Message, reason: str) -> list[tuple[str, bytes]]:

@@ -17,12 +17,32 @@ import redis
 from confluent_kafka import Producer
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from gourmetgram.common import logs, names
 from gourmetgram.common.events import ModerationRequest, moderation_request_id
 
 log = logs.get_logger("stream-consumer")
+
+# One round trip for a list of milestones: rows for known images are inserted (a repeat is a no-op),
+# and every input comes back with whether its image exists and whether this call inserted it.
+_MILESTONES = text(
+    """
+    WITH m AS (
+        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:vals AS integer[]), CAST(:ts AS timestamptz[]))
+            AS t(image_id, value, reached_at)
+    ), ins AS (
+        INSERT INTO image_milestones (image_id, milestone_type, milestone_value, reached_at)
+        SELECT DISTINCT ON (m.image_id, m.value) m.image_id, 'views', m.value, m.reached_at
+        FROM m JOIN images i ON i.id = m.image_id
+        ON CONFLICT ON CONSTRAINT uq_image_milestone DO NOTHING
+        RETURNING image_id, milestone_value
+    )
+    SELECT m.image_id, m.value, i.id IS NOT NULL,
+           EXISTS (SELECT 1 FROM ins WHERE ins.image_id = m.image_id AND ins.milestone_value = m.value)
+    FROM m LEFT JOIN images i ON i.id = m.image_id
+    """
+)
 
 
 @dataclass
@@ -51,55 +71,51 @@ class PendingEffects:
         self.producer = producer
         self.stats = stats
 
-    def drain_pending(self) -> None:
+    def drain_pending(self, alerts: bool = True, milestones: bool = True) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        pipe.lrange(names.KEY_PENDING_MILESTONES, 0, -1)
-        pipe.lrange(names.KEY_PENDING_ALERTS, 0, -1)
-        milestones, alerts = pipe.execute()
-        if milestones:
-            self._persist_milestones(milestones)
-        if alerts:
-            self._publish_alerts(alerts)
+        lists = [
+            k for k, want in ((names.KEY_PENDING_MILESTONES, milestones), (names.KEY_PENDING_ALERTS, alerts)) if want
+        ]
+        for key in lists:
+            pipe.lrange(key, 0, -1)
+        found = dict(zip(lists, pipe.execute(), strict=True))
+        if found.get(names.KEY_PENDING_MILESTONES):
+            self._persist_milestones(found[names.KEY_PENDING_MILESTONES])
+        if found.get(names.KEY_PENDING_ALERTS):
+            self._publish_alerts(found[names.KEY_PENDING_ALERTS])
 
     def _persist_milestones(self, records: list[str]) -> None:
-        done: list[str] = []
-        for raw in records:
-            rec = json.loads(raw)
-            reached = datetime.fromtimestamp(float(rec["ts"]), UTC)
-            try:
-                with self.engine.begin() as conn:
-                    inserted = conn.execute(
-                        text(
-                            "INSERT INTO image_milestones (image_id, milestone_type, milestone_value, reached_at)"
-                            " VALUES (:image_id, 'views', :value, :reached_at)"
-                            " ON CONFLICT ON CONSTRAINT uq_image_milestone DO NOTHING"
-                        ),
-                        {"image_id": rec["image_id"], "value": int(rec["value"]), "reached_at": reached},
-                    ).rowcount
-                if inserted:
-                    self.stats.milestones += 1
-                logs.event(
-                    log,
-                    f"MILESTONE REACHED! Image {rec['image_id'][:8]}... hit {int(rec['value']):,} total views",
-                    image_id=rec["image_id"],
-                    milestone=rec["value"],
-                    persisted=bool(inserted),
-                )
-                done.append(raw)
-            except IntegrityError:
+        """All pending milestones in one statement; an image PostgreSQL does not know gets none."""
+        recs = [json.loads(raw) for raw in records]
+        try:
+            with self.engine.begin() as conn:
+                rows = conn.execute(
+                    _MILESTONES,
+                    {
+                        "ids": [r["image_id"] for r in recs],
+                        "vals": [int(r["value"]) for r in recs],
+                        "ts": [datetime.fromtimestamp(float(r["ts"]), UTC) for r in recs],
+                    },
+                ).all()
+        except OperationalError as exc:
+            logs.event(log, "milestone persistence deferred: database unavailable", level=30, error=str(exc)[:200])
+            return
+        for row in rows:
+            image_id, value, known, inserted = str(row[0]), int(row[1]), bool(row[2]), bool(row[3])
+            if not known:
                 # The image is unknown to Postgres (e.g. events injected for a missing id): nothing to persist.
-                logs.event(log, "milestone for unknown image dropped", level=30, image_id=rec["image_id"])
+                logs.event(log, "milestone for unknown image dropped", level=30, image_id=image_id)
                 self.stats.milestones_unknown_image += 1
-                done.append(raw)
-            except OperationalError as exc:
-                logs.event(
-                    log,
-                    "milestone persistence deferred: database unavailable",
-                    level=30,
-                    error=str(exc)[:200],
-                )
-                break
-        self._remove(names.KEY_PENDING_MILESTONES, done)
+                continue
+            self.stats.milestones += int(inserted)
+            logs.event(
+                log,
+                f"MILESTONE REACHED! Image {image_id[:8]}... hit {value:,} total views",
+                image_id=image_id,
+                milestone=value,
+                persisted=inserted,
+            )
+        self._remove(names.KEY_PENDING_MILESTONES, records)
 
     def _publish_alerts(self, records: list[str]) -> None:
         errors: list[str] = []

@@ -51,10 +51,10 @@ def consume_forever(
             if good:
                 processor.process(good)
                 _commit(consumer, good, done)
-            if processor.pending or time.monotonic() - last_drain > IDLE_DRAIN_SECONDS:
-                processor.pending = True
-                processor.drain_pending()
+            if not good and time.monotonic() - last_drain > IDLE_DRAIN_SECONDS:
+                processor.alerts_pending = processor.milestones_pending = True
                 last_drain = time.monotonic()
+            processor.drain_pending(caught_up=len(good) < settings.consumer_batch_size)
             backoff = 1.0
         except (redis.RedisError, RuntimeError, OperationalError, KafkaException) as exc:
             if isinstance(exc, KafkaException) and not kafka.retriable(exc.args[0]):

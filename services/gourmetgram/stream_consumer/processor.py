@@ -11,25 +11,31 @@ Delivery is at-least-once with idempotent effects:
 - a message that cannot be parsed goes to the dead-letter topic (a bounded copy that points at the
   original, common.kafka.dead_letter_record); if the broker does not take it, the batch is retried.
 
-Events about unknown images (policy): the consumer does not look an image up in PostgreSQL per
-event. An event whose image has no metadata in Redis (its upload event unread, or never sent) is
-applied, counted as ``unknown_image`` and kept only for names.UNKNOWN_IMAGE_STATE_TTL, because a
-view may be read before its upload event (another topic, another partition) and dropping it would
-lose a legitimate view. Moderation requests for such an image are still published; the inference
-service checks the image in PostgreSQL (one query per request, which is rare) and writes no
-decision for an image that does not exist. Trade-off: a bogus image id costs Redis memory for two
-hours, and the counts of an image whose Redis metadata was lost also expire after two idle hours.
+Events about unknown images (policy): the consumer does not look an image up in PostgreSQL per view,
+comment or flag. Upload events, which are rare and which the API publishes only after the image row
+is committed, are checked (one query per batch that has any): an upload for an image PostgreSQL does
+not know is dead-lettered. A view, comment or flag whose image has no metadata in Redis (its upload
+event unread, or never sent) is applied, counted as ``unknown_image`` and kept only for
+names.UNKNOWN_IMAGE_STATE_TTL, because a view may be read before its upload event (another topic,
+another partition) and dropping it would lose a legitimate view. Moderation requests for such an
+image are still published; the inference service checks the image in PostgreSQL (one query per
+request, which is rare) and writes no decision for an image that does not exist. Trade-off: a bogus
+image id costs Redis memory for two hours, and the counts of an image whose Redis metadata was lost
+also expire after two idle hours.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from importlib import resources
 from typing import Any
 
 import redis
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from gourmetgram.common import kafka, logs, names
 from gourmetgram.common.events import CommentEvent, EventError, PlatformEvent, UploadEvent, ViewEvent, parse_event
@@ -39,6 +45,8 @@ from gourmetgram.stream_consumer.offsets import OffsetGuard
 
 log = logs.get_logger("stream-consumer")
 
+_KNOWN_IMAGES = text("SELECT id FROM images WHERE id = ANY(CAST(:ids AS uuid[]))")
+MILESTONE_INTERVAL = 1.0  # seconds between milestone writes while a backlog drains
 _LUA = resources.files("gourmetgram.stream_consumer").joinpath("state.lua").read_text()
 
 
@@ -80,7 +88,8 @@ class StreamProcessor:
         self.consumer = consumer
         self.stats = Stats()
         self.effects = PendingEffects(redis_client, engine, producer, self.stats)
-        self.pending = True  # unknown at start: drain once
+        self.alerts_pending = self.milestones_pending = True  # unknown at start: drain once
+        self._milestones_drained = 0.0
         group = settings.kafka_consumer_group
         self.counts_key = f"{names.KEY_CONSUMER_COUNTS}:{group}"
         self._script = redis_client.register_script(_LUA)
@@ -130,6 +139,7 @@ class StreamProcessor:
                 dead.append((msg, str(exc)))
                 script_events.append({"t": "skip", "p": f"{topic}:{msg.partition()}", "o": msg.offset()})
         self.stats.messages += len(messages)
+        self._refuse_unknown_uploads(messages, script_events, dead)
         if backwards and self.guard is not None and self.consumer is not None:
             logs.event(log, "offsets went backwards while consuming; checking topic ids", level=30)
             self.guard.verify(self.consumer, backwards)
@@ -151,12 +161,39 @@ class StreamProcessor:
                     self._dead_letter([(by_offset[(ev["p"], ev["o"])], f"refused by state script: {one}")])
                     self._apply([{"t": "skip", "p": ev["p"], "o": ev["o"]}])
 
+    def _refuse_unknown_uploads(
+        self, messages: list[Message], script_events: list[dict[str, Any]], dead: list[tuple[Message, str]]
+    ) -> None:
+        """Upload events are checked against PostgreSQL (one query per batch that has any; uploads are rare).
+
+        The API publishes an upload only after its row is committed, so an upload for an image
+        PostgreSQL does not know was not sent by the platform: it is dead-lettered instead of creating
+        30 days of metadata. With the database away the uploads are applied (fail open), with a warning.
+        """
+        uploads = [i for i, e in enumerate(script_events) if e["t"] == "upload"]
+        if not uploads:
+            return
+        ids = list({script_events[i]["img"] for i in uploads})
+        try:
+            with self.engine.connect() as conn:
+                known = {str(r) for r in conn.execute(_KNOWN_IMAGES, {"ids": ids}).scalars()}
+        except OperationalError as exc:
+            logs.event(log, "upload check skipped: database unavailable", level=30, error=str(exc)[:200])
+            return
+        by_offset = {(f"{m.topic()}:{m.partition()}", m.offset()): m for m in messages}
+        for i in uploads:
+            ev = script_events[i]
+            if ev["img"] not in known:
+                dead.append((by_offset[(ev["p"], ev["o"])], f"unknown image: {ev['img']} is not in PostgreSQL"))
+                script_events[i] = {"t": "skip", "p": ev["p"], "o": ev["o"]}
+
     def _apply(self, script_events: list[dict[str, Any]]) -> None:
-        applied, replayed, unknown, pending = self._script(args=[json.dumps(script_events), self._config])
+        applied, replayed, unknown, alerts, milestones = self._script(args=[json.dumps(script_events), self._config])
         self.stats.applied += int(applied)
         self.stats.replayed += int(replayed)
         self.stats.unknown_image += int(unknown)
-        self.pending = self.pending or int(pending) > 0
+        self.alerts_pending = self.alerts_pending or int(alerts) > 0
+        self.milestones_pending = self.milestones_pending or int(milestones) > 0
 
     def _dead_letter(self, dead: list[tuple[Message, str]]) -> None:
         errors: list[str] = []
@@ -181,8 +218,17 @@ class StreamProcessor:
         self.redis.hincrby(self.counts_key, "dead_lettered", len(dead))
 
     # --- alerts and milestones -------------------------------------------------------------------
-    def drain_pending(self) -> None:
-        """Publish / persist what the script queued; a no-op round trip is skipped when nothing is."""
-        if self.pending:
-            self.effects.drain_pending()
-            self.pending = False
+    def drain_pending(self, caught_up: bool = True) -> None:
+        """Publish / persist what the script queued; nothing to do costs no round trip.
+
+        Alerts go out at once (a moderation decision waits for them). Milestones are written when
+        the consumer has caught up, or once a second while it drains a backlog (one statement for all).
+        """
+        now = time.monotonic()
+        milestones = self.milestones_pending and (caught_up or now - self._milestones_drained >= MILESTONE_INTERVAL)
+        if not (self.alerts_pending or milestones):
+            return
+        self.effects.drain_pending(alerts=self.alerts_pending, milestones=milestones)
+        self.alerts_pending = False
+        if milestones:
+            self.milestones_pending, self._milestones_drained = False, now

@@ -2,7 +2,7 @@
 -- ARGV[1]: JSON array of events {t, id, img, ts, p, o, ...}; t = view|comment|flag|upload|skip
 --          (skip = a message already dead-lettered: only its offset is recorded).
 -- ARGV[2]: JSON config (key templates, thresholds, TTLs, milestone values).
--- Returns {applied, replayed, unknown_image, pending}: pending = entries waiting in the alert and
+-- Returns {applied, replayed, unknown_image, alerts, milestones}: entries waiting in the alert and
 -- milestone lists (the consumer drains them only when there are some).
 --
 -- An event whose offset is not above the offset stored for its partition was applied before
@@ -196,5 +196,4 @@ for k, seconds in pairs(ttl) do redis.call('EXPIRE', k, seconds) end
 redis.call('HINCRBY', cfg.counts_key, 'applied', applied)
 if skipped > 0 then redis.call('HINCRBY', cfg.counts_key, 'replayed', skipped) end
 if unknown > 0 then redis.call('HINCRBY', cfg.counts_key, 'unknown_image', unknown) end
-local pending = redis.call('LLEN', cfg.pending_alerts) + redis.call('LLEN', cfg.pending_milestones)
-return {applied, skipped, unknown, pending}
+return {applied, skipped, unknown, redis.call('LLEN', cfg.pending_alerts), redis.call('LLEN', cfg.pending_milestones)}
