@@ -79,10 +79,10 @@ class PendingEffects:
         for key in lists:
             pipe.lrange(key, 0, -1)
         found = dict(zip(lists, pipe.execute(), strict=True))
+        if found.get(names.KEY_PENDING_ALERTS):  # first: a moderation decision waits for these
+            self._publish_alerts(found[names.KEY_PENDING_ALERTS])
         if found.get(names.KEY_PENDING_MILESTONES):
             self._persist_milestones(found[names.KEY_PENDING_MILESTONES])
-        if found.get(names.KEY_PENDING_ALERTS):
-            self._publish_alerts(found[names.KEY_PENDING_ALERTS])
 
     def _persist_milestones(self, records: list[str]) -> None:
         """All pending milestones in one statement; an image PostgreSQL does not know gets none."""

@@ -54,7 +54,7 @@ def consume_forever(
             if not good and time.monotonic() - last_drain > IDLE_DRAIN_SECONDS:
                 processor.alerts_pending = processor.milestones_pending = True
                 last_drain = time.monotonic()
-            processor.drain_pending(caught_up=len(good) < settings.consumer_batch_size)
+            processor.drain_pending(caught_up=not good)
             backoff = 1.0
         except (redis.RedisError, RuntimeError, OperationalError, KafkaException) as exc:
             if isinstance(exc, KafkaException) and not kafka.retriable(exc.args[0]):

@@ -221,8 +221,9 @@ class StreamProcessor:
     def drain_pending(self, caught_up: bool = True) -> None:
         """Publish / persist what the script queued; nothing to do costs no round trip.
 
-        Alerts go out at once (a moderation decision waits for them). Milestones are written when
-        the consumer has caught up, or once a second while it drains a backlog (one statement for all).
+        Alerts go out at once (a moderation decision waits for them). Milestones are written when a
+        poll finds nothing new, or once a second while events keep coming (one statement for all), so
+        that writing them never delays the rest of a burst.
         """
         now = time.monotonic()
         milestones = self.milestones_pending and (caught_up or now - self._milestones_drained >= MILESTONE_INTERVAL)

@@ -59,8 +59,8 @@ def _unknown_image_event(topic: str) -> bytes:
     return ev.to_bytes()
 
 
-def _produce(bootstrap: str, topic: str, values: list[bytes]) -> list[tuple[int, int]]:
-    """(partition, offset) of each value; the broker must take every one."""
+def _produce(bootstrap: str, topic: str, values: list[bytes], marker: str) -> list[tuple[int, int]]:
+    """(partition, offset) of each value; the broker must take every one. Each carries a marker header."""
     producer = kafka.durable_producer(bootstrap, "gg-test-poison")
     placed: list[tuple[int, int]] = []
     errors: list[str] = []
@@ -72,19 +72,26 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> list[tuple[int,
             placed.append((msg.partition(), msg.offset()))
 
     for value in values:
-        producer.produce(topic, value=value, on_delivery=report)
+        producer.produce(topic, value=value, headers=[("gg.test.marker", marker.encode())], on_delivery=report)
         producer.flush(30)
     assert not errors, errors
     return placed
 
 
-def _dead_letters(bootstrap: str, topic: str, placed: list[tuple[int, int]]) -> dict[tuple[int, int], dict]:
+def _dead_letters(
+    bootstrap: str, topic: str, placed: list[tuple[int, int]], marker: str
+) -> dict[tuple[int, int], dict]:
+    """Dead letters of this round: the original headers (the marker) are kept in the copy."""
     wanted = set(placed)
 
     def mine(m) -> bool:  # type: ignore[no-untyped-def]
         hd = dict(m.headers() or [])
         src = (int(hd.get("gg.source.partition", b"-1")), int(hd.get("gg.source.offset", b"-1")))
-        return hd.get("gg.source.topic") == topic.encode() and src in wanted
+        return (
+            hd.get("gg.test.marker") == marker.encode()
+            and hd.get("gg.source.topic") == topic.encode()
+            and src in wanted
+        )
 
     found = h.read_topic(bootstrap, names.TOPIC_DEAD_LETTER, timeout=30, match=mine, expect=len(wanted))
     return {
@@ -147,7 +154,7 @@ def test_no_message_on_any_input_topic_stops_the_pipeline(
         marker = f"poison-{uuid.uuid4().hex}"
         before = _counts(redis_client, consumer_group)
         bad = _bad_messages(topic, marker)
-        placed = _produce(kafka_bootstrap, topic, [*bad, _unknown_image_event(topic)])
+        placed = _produce(kafka_bootstrap, topic, [*bad, _unknown_image_event(topic)], marker)
         if topic == names.TOPIC_MODERATION_REQUESTS:
             request = ModerationRequest(
                 request_id=uuid.uuid4(), image_id=image_id, trigger="suspicious", requested_at=datetime.now(UTC)
@@ -167,7 +174,7 @@ def test_no_message_on_any_input_topic_stops_the_pipeline(
             else:
                 dead_expected = placed[:-1]  # a view/comment/flag is applied (short TTL) and counted
                 assert unknown == 1, topic
-        dead = _dead_letters(kafka_bootstrap, topic, dead_expected)
+        dead = _dead_letters(kafka_bootstrap, topic, dead_expected, marker)
         assert set(dead) == set(dead_expected), f"{topic}: not every bad message is in the dead-letter topic"
         for (partition, offset), size in zip(placed, (len(v) for v in bad), strict=False):
             entry = dead[(partition, offset)]
