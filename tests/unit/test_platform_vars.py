@@ -14,4 +14,5 @@ def test_group_vars_match_the_python_module():
     assert data["gourmetgram_topics"] == list(names.ALL_TOPICS)
     assert data["gourmetgram_topic_partitions"] == names.TOPIC_PARTITIONS
     assert data["gourmetgram_topic_retention_ms"] == names.TOPIC_RETENTION_MS
+    assert data["gourmetgram_topic_max_message_bytes"] == names.TOPIC_MAX_MESSAGE_BYTES
     assert data["gourmetgram_buckets"] == list(names.BUCKETS)

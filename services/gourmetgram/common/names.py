@@ -22,6 +22,15 @@ ALL_TOPICS: Final = (*EVENT_TOPICS, TOPIC_MODERATION_REQUESTS, TOPIC_DEAD_LETTER
 AGGREGATED_TOPICS: Final = (TOPIC_VIEWS, TOPIC_COMMENTS, TOPIC_FLAGS)
 TOPIC_PARTITIONS: Final = 3
 TOPIC_RETENTION_MS: Final = 30 * 24 * 3600 * 1000  # 30 days, as the lab's broker keeps them
+# Message-size limits, one place for the topics (max.message.bytes, set by the kafka/redpanda roles
+# and by `gourmetgram topics ensure`), the producers (message.max.bytes) and the consumers (fetch
+# sizes). A topic accepts records up to 16 MiB, so a 10 MB message is stored and must be handled;
+# the dead-letter copy of a message carries at most DEAD_LETTER_PAYLOAD_BYTES of its value (the
+# original stays in its topic; the copy points at it), so a dead letter always fits.
+TOPIC_MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+PRODUCER_MAX_MESSAGE_BYTES: Final = TOPIC_MAX_MESSAGE_BYTES
+DEAD_LETTER_PAYLOAD_BYTES: Final = 64 * 1024
+DEAD_LETTER_HEADER_BYTES: Final = 8 * 1024
 
 EVENT_TYPE_BY_TOPIC: Final = {
     TOPIC_UPLOADS: "upload",
@@ -168,6 +177,13 @@ def key_alert(trigger: str, image_id: str) -> str:
 KEY_CONSUMER_OFFSETS: Final = "gg:stream-consumer:offsets"
 KEY_PENDING_ALERTS: Final = "gg:stream-consumer:pending-alerts"
 KEY_PENDING_MILESTONES: Final = "gg:stream-consumer:pending-milestones"
+# Per consumer group: topic -> Kafka topic id the stored offsets belong to (re-creation detection),
+# and counters (applied, replayed, unknown_image, dead_lettered) the consumer keeps in Redis.
+KEY_CONSUMER_TOPIC_IDS: Final = "gg:stream-consumer:topic-ids"
+KEY_CONSUMER_COUNTS: Final = "gg:stream-consumer:counts"
+# Window/total keys of an image whose upload was not seen (yet) expire after this long instead of
+# the 30-day image state TTL: bogus image ids cost Redis memory for two hours at most.
+UNKNOWN_IMAGE_STATE_TTL: Final = 2 * LONGEST_WINDOW
 
 # --- Heuristic moderation scorer (lab step 5) --------------------------------------------------------
 # Signal weights; the score is their sum clamped to [0, 1]. No signal scores 0 (SAFE); a plain

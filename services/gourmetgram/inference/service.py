@@ -1,7 +1,13 @@
-"""Moderation decisions: features from Redis + Postgres, heuristic or model, one row per request."""
+"""Moderation decisions: features from Redis + Postgres, heuristic or model, one row per request.
+
+A request about an image PostgreSQL does not know raises UnknownImageError and writes no decision
+(the service dead-letters it). This is the one place the pipeline checks an image's existence:
+requests are rare (one per alert and cooldown), views are not (see stream_consumer.processor).
+"""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -10,7 +16,7 @@ from typing import Any
 
 import redis
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from gourmetgram.common import features, logs, names
 from gourmetgram.common.events import ModerationRequest
@@ -63,7 +69,10 @@ class FetchedFeatures:
     inputs: features.FeatureInputs
     signals: RealtimeSignals
     flag_count: int
-    image_known: bool
+
+
+class UnknownImageError(LookupError):
+    """The request names an image that is not in PostgreSQL: no decision is written."""
 
 
 class Moderator:
@@ -81,46 +90,41 @@ class Moderator:
         self.models = models
         self.flag_threshold = flag_threshold
 
-    def fetch(self, image_id: uuid.UUID, at: datetime) -> FetchedFeatures:
+    def fetch(self, image_id: uuid.UUID, at: datetime, conn: Connection | None = None) -> FetchedFeatures:
         """Two round trips: one Redis pipeline, one Postgres query."""
         signals = read_signals(self.redis, str(image_id), at.timestamp())
-        with self.engine.connect() as conn:
+        if conn is None:
+            with self.engine.connect() as own:
+                row = own.execute(_IMAGE_QUERY, {"image_id": image_id, "t": at}).mappings().first()
+        else:
             row = conn.execute(_IMAGE_QUERY, {"image_id": image_id, "t": at}).mappings().first()
-        if row is not None:
-            inputs = features.FeatureInputs(
-                uploaded_at=row["uploaded_at"],
-                decision_time=at,
-                views_5min=signals.views_5min,
-                views_1hr=signals.views_1hr,
-                comments_5min=signals.comments_5min,
-                comments_1hr=signals.comments_1hr,
-                caption=row["caption"],
-                category=row["category"],
-                user_image_count=int(row["user_image_count"]),
-                user_created_at=row["user_created_at"],
-            )
-            return FetchedFeatures(inputs, signals, int(row["flag_count"]), True)
-        # Not in Postgres (e.g. events injected for an unknown id): decide on what Redis knows.
-        meta = signals.metadata
-        uploaded = _parse_time(meta.get("uploaded_at")) or at
+        if row is None:
+            raise UnknownImageError(f"image {image_id} is not in PostgreSQL")
         inputs = features.FeatureInputs(
-            uploaded_at=uploaded,
+            uploaded_at=row["uploaded_at"],
             decision_time=at,
             views_5min=signals.views_5min,
             views_1hr=signals.views_1hr,
             comments_5min=signals.comments_5min,
             comments_1hr=signals.comments_1hr,
-            caption=None,
-            category=meta.get("category"),
-            user_image_count=0,
-            user_created_at=uploaded,
+            caption=row["caption"],
+            category=row["category"],
+            user_image_count=int(row["user_image_count"]),
+            user_created_at=row["user_created_at"],
         )
-        return FetchedFeatures(inputs, signals, 0, False)
+        return FetchedFeatures(inputs, signals, int(row["flag_count"]))
 
-    def decide(self, request: ModerationRequest, at: datetime | None = None) -> Decision:
+    def handle(self, request: ModerationRequest) -> Decision:
+        """Decide and store on one database connection (one pool checkout, one transaction)."""
+        with self.engine.begin() as conn:
+            return self.store(self.decide(request, conn=conn), conn=conn)
+
+    def decide(
+        self, request: ModerationRequest, at: datetime | None = None, conn: Connection | None = None
+    ) -> Decision:
         started = time.perf_counter()
         at = at or datetime.now(UTC)
-        fetched = self.fetch(request.image_id, at)
+        fetched = self.fetch(request.image_id, at, conn)
         feats = features.compute_features(fetched.inputs)
         s = fetched.signals
         model = self.models.current if (self.mode == names.MODE_MODEL and self.models) else None
@@ -147,8 +151,6 @@ class Moderator:
             )
             probability, recommendation, reasoning = result.probability, result.recommendation, result.reasoning
             mode = names.MODE_HEURISTIC if self.mode == names.MODE_HEURISTIC else names.MODE_HEURISTIC_FALLBACK
-        if not fetched.image_known:
-            reasoning = [*reasoning, "image not found in Postgres; decided on Redis signals"]
         latency_ms = (time.perf_counter() - started) * 1000
         return Decision(
             request_id=request.request_id,
@@ -163,14 +165,15 @@ class Moderator:
             features={**feats, "comments_1min": s.comments_1min, "total_flags": s.total_flags},
         )
 
-    def store(self, decision: Decision) -> Decision:
-        import json
-
+    def store(self, decision: Decision, conn: Connection | None = None) -> Decision:
         params: dict[str, Any] = asdict(decision)
         params.pop("stored")
         params["reasoning"] = json.dumps(decision.reasoning)
         params["features"] = json.dumps(decision.features)
-        with self.engine.begin() as conn:
+        if conn is None:
+            with self.engine.begin() as own:
+                inserted = own.execute(_INSERT, params).rowcount == 1
+        else:
             inserted = conn.execute(_INSERT, params).rowcount == 1
         tag = {"heuristic": "HEURISTIC", "heuristic_fallback": "HEURISTIC_FALLBACK", "model": "MODEL"}[
             decision.inference_mode
@@ -194,13 +197,3 @@ class Moderator:
                 log, "duplicate moderation request; decision already stored", request_id=str(decision.request_id)
             )
         return Decision(**{**asdict(decision), "stored": inserted})
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

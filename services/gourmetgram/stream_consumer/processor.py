@@ -5,55 +5,49 @@ Delivery is at-least-once with idempotent effects:
   covers, so a replayed message is skipped (and views/comments/flags are also keyed by event id);
 - alerts and milestones the script raises are queued in Redis lists and removed only after the
   moderation request is acknowledged by the broker (acks=all) or the milestone row is committed
-  (unique constraint, ON CONFLICT DO NOTHING), so a crash in between repeats them harmlessly;
-- Kafka offsets are committed after the batch is applied;
-- a message that cannot be parsed goes to the dead-letter topic with its origin in headers.
+  (see effects.py), so a crash in between repeats them harmlessly;
+- Kafka offsets are committed after the batch is applied (asynchronously: the offsets stored in
+  Redis are what makes a replay harmless; the commit only shortens it);
+- a message that cannot be parsed goes to the dead-letter topic (a bounded copy that points at the
+  original, common.kafka.dead_letter_record); if the broker does not take it, the batch is retried.
+
+Events about unknown images (policy): the consumer does not look an image up in PostgreSQL per view,
+comment or flag. Upload events, which are rare and which the API publishes only after the image row
+is committed, are checked (one query per batch that has any): an upload for an image PostgreSQL does
+not know is dead-lettered. A view, comment or flag whose image has no metadata in Redis (its upload
+event unread, or never sent) is applied, counted as ``unknown_image`` and kept only for
+names.UNKNOWN_IMAGE_STATE_TTL, because a view may be read before its upload event (another topic,
+another partition) and dropping it would lose a legitimate view. Moderation requests for such an
+image are still published; the inference service checks the image in PostgreSQL (one query per
+request, which is rare) and writes no decision for an image that does not exist. Trade-off: a bogus
+image id costs Redis memory for two hours, and the counts of an image whose Redis metadata was lost
+also expire after two idle hours.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 import redis
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from gourmetgram.common import kafka, logs, names
-from gourmetgram.common.events import (
-    CommentEvent,
-    EventError,
-    FlagEvent,
-    ModerationRequest,
-    PlatformEvent,
-    UploadEvent,
-    ViewEvent,
-    moderation_request_id,
-    parse_event,
-)
+from gourmetgram.common.events import CommentEvent, EventError, PlatformEvent, UploadEvent, ViewEvent, parse_event
 from gourmetgram.common.settings import StreamConsumerSettings
+from gourmetgram.stream_consumer.effects import PendingEffects, Stats, flush_or_raise
+from gourmetgram.stream_consumer.offsets import OffsetGuard
 
 log = logs.get_logger("stream-consumer")
 
+_KNOWN_IMAGES = text("SELECT id FROM images WHERE id = ANY(CAST(:ids AS uuid[]))")
+MILESTONE_INTERVAL = 1.0  # seconds between milestone writes while a backlog drains
 _LUA = resources.files("gourmetgram.stream_consumer").joinpath("state.lua").read_text()
-
-
-@dataclass
-class Stats:
-    messages: int = 0
-    applied: int = 0
-    replayed: int = 0
-    dead_lettered: int = 0
-    alerts: int = 0
-    milestones: int = 0
-    by_topic: dict[str, int] = field(default_factory=dict)
 
 
 def _script_event(ev: PlatformEvent, msg: Message) -> dict[str, Any]:
@@ -83,16 +77,26 @@ class StreamProcessor:
         redis_client: redis.Redis,
         engine: Engine,
         producer: Producer,
+        guard: OffsetGuard | None = None,
+        consumer: Consumer | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis_client
         self.engine = engine
         self.producer = producer
+        self.guard = guard
+        self.consumer = consumer
         self.stats = Stats()
+        self.effects = PendingEffects(redis_client, engine, producer, self.stats)
+        self.alerts_pending = self.milestones_pending = True  # unknown at start: drain once
+        self._milestones_drained = 0.0
+        group = settings.kafka_consumer_group
+        self.counts_key = f"{names.KEY_CONSUMER_COUNTS}:{group}"
         self._script = redis_client.register_script(_LUA)
         self._config = json.dumps(
             {
-                "offsets_key": f"{names.KEY_CONSUMER_OFFSETS}:{settings.kafka_consumer_group}",
+                "offsets_key": f"{names.KEY_CONSUMER_OFFSETS}:{group}",
+                "counts_key": self.counts_key,
                 "pending_alerts": names.KEY_PENDING_ALERTS,
                 "pending_milestones": names.KEY_PENDING_MILESTONES,
                 "k_views": names.key_views("%s"),
@@ -110,6 +114,7 @@ class StreamProcessor:
                 "longest": names.LONGEST_WINDOW,
                 "window_ttl": names.LONGEST_WINDOW * 2,
                 "state_ttl": settings.image_state_ttl_seconds,
+                "unknown_ttl": names.UNKNOWN_IMAGE_STATE_TTL,
                 "milestones": list(names.VIEW_MILESTONES),
             }
         )
@@ -118,10 +123,13 @@ class StreamProcessor:
     def process(self, messages: list[Message]) -> None:
         script_events: list[dict[str, Any]] = []
         dead: list[tuple[Message, str]] = []
+        backwards: list[TopicPartition] = []
+        by_topic = self.stats.by_topic
         for msg in messages:
             topic = msg.topic() or ""
-            self.stats.messages += 1
-            self.stats.by_topic[topic] = self.stats.by_topic.get(topic, 0) + 1
+            by_topic[topic] = by_topic.get(topic, 0) + 1
+            if self.guard is not None and self.guard.went_backwards(topic, msg.partition(), msg.offset()):
+                backwards.append(TopicPartition(topic, msg.partition()))
             try:
                 ev = parse_event(msg.value() or b"", topic)
                 if isinstance(ev, ViewEvent | CommentEvent | UploadEvent) and ev.image_key is None:
@@ -130,6 +138,11 @@ class StreamProcessor:
             except EventError as exc:
                 dead.append((msg, str(exc)))
                 script_events.append({"t": "skip", "p": f"{topic}:{msg.partition()}", "o": msg.offset()})
+        self.stats.messages += len(messages)
+        self._refuse_unknown_uploads(messages, script_events, dead)
+        if backwards and self.guard is not None and self.consumer is not None:
+            logs.event(log, "offsets went backwards while consuming; checking topic ids", level=30)
+            self.guard.verify(self.consumer, backwards)
         if dead:
             self._dead_letter(dead)
         if not script_events:
@@ -148,20 +161,46 @@ class StreamProcessor:
                     self._dead_letter([(by_offset[(ev["p"], ev["o"])], f"refused by state script: {one}")])
                     self._apply([{"t": "skip", "p": ev["p"], "o": ev["o"]}])
 
+    def _refuse_unknown_uploads(
+        self, messages: list[Message], script_events: list[dict[str, Any]], dead: list[tuple[Message, str]]
+    ) -> None:
+        """Upload events are checked against PostgreSQL (one query per batch that has any; uploads are rare).
+
+        The API publishes an upload only after its row is committed, so an upload for an image
+        PostgreSQL does not know was not sent by the platform: it is dead-lettered instead of creating
+        30 days of metadata. With the database away the uploads are applied (fail open), with a warning.
+        """
+        uploads = [i for i, e in enumerate(script_events) if e["t"] == "upload"]
+        if not uploads:
+            return
+        ids = list({script_events[i]["img"] for i in uploads})
+        try:
+            with self.engine.connect() as conn:
+                known = {str(r) for r in conn.execute(_KNOWN_IMAGES, {"ids": ids}).scalars()}
+        except OperationalError as exc:
+            logs.event(log, "upload check skipped: database unavailable", level=30, error=str(exc)[:200])
+            return
+        by_offset = {(f"{m.topic()}:{m.partition()}", m.offset()): m for m in messages}
+        for i in uploads:
+            ev = script_events[i]
+            if ev["img"] not in known:
+                dead.append((by_offset[(ev["p"], ev["o"])], f"unknown image: {ev['img']} is not in PostgreSQL"))
+                script_events[i] = {"t": "skip", "p": ev["p"], "o": ev["o"]}
+
     def _apply(self, script_events: list[dict[str, Any]]) -> None:
-        applied, replayed = self._script(args=[json.dumps(script_events), self._config])
+        applied, replayed, unknown, alerts, milestones = self._script(args=[json.dumps(script_events), self._config])
         self.stats.applied += int(applied)
         self.stats.replayed += int(replayed)
+        self.stats.unknown_image += int(unknown)
+        self.alerts_pending = self.alerts_pending or int(alerts) > 0
+        self.milestones_pending = self.milestones_pending or int(milestones) > 0
 
     def _dead_letter(self, dead: list[tuple[Message, str]]) -> None:
         errors: list[str] = []
         for msg, reason in dead:
-            headers = kafka.dead_letter_headers(msg, reason)
             self.producer.produce(
                 names.TOPIC_DEAD_LETTER,
-                value=msg.value(),
-                key=msg.key(),
-                headers=headers,
+                **kafka.dead_letter_record(msg, reason),
                 on_delivery=lambda err, _m: errors.append(str(err)) if err else None,
             )
             logs.event(
@@ -171,202 +210,26 @@ class StreamProcessor:
                 topic=msg.topic(),
                 partition=msg.partition(),
                 offset=msg.offset(),
-                error=reason,
+                size=len(msg.value() or b""),
+                error=reason[:300],
             )
-        self._flush_or_raise(errors)
+        flush_or_raise(self.producer, errors)
         self.stats.dead_lettered += len(dead)
-
-    def _flush_or_raise(self, errors: list[str]) -> None:
-        remaining = self.producer.flush(30)
-        if remaining or errors:
-            raise RuntimeError(f"broker did not acknowledge {remaining} message(s): {errors[:3]}")
+        self.redis.hincrby(self.counts_key, "dead_lettered", len(dead))
 
     # --- alerts and milestones -------------------------------------------------------------------
-    def drain_pending(self) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.lrange(names.KEY_PENDING_MILESTONES, 0, -1)
-        pipe.lrange(names.KEY_PENDING_ALERTS, 0, -1)
-        milestones, alerts = pipe.execute()
-        if milestones:
-            self._persist_milestones(milestones)
-        if alerts:
-            self._publish_alerts(alerts)
+    def drain_pending(self, caught_up: bool = True) -> None:
+        """Publish / persist what the script queued; nothing to do costs no round trip.
 
-    def _persist_milestones(self, records: list[str]) -> None:
-        done: list[str] = []
-        for raw in records:
-            rec = json.loads(raw)
-            reached = datetime.fromtimestamp(float(rec["ts"]), UTC)
-            try:
-                with self.engine.begin() as conn:
-                    inserted = conn.execute(
-                        text(
-                            "INSERT INTO image_milestones (image_id, milestone_type, milestone_value, reached_at)"
-                            " VALUES (:image_id, 'views', :value, :reached_at)"
-                            " ON CONFLICT ON CONSTRAINT uq_image_milestone DO NOTHING"
-                        ),
-                        {"image_id": rec["image_id"], "value": int(rec["value"]), "reached_at": reached},
-                    ).rowcount
-                if inserted:
-                    self.stats.milestones += 1
-                logs.event(
-                    log,
-                    f"MILESTONE REACHED! Image {rec['image_id'][:8]}... hit {int(rec['value']):,} total views",
-                    image_id=rec["image_id"],
-                    milestone=rec["value"],
-                    persisted=bool(inserted),
-                )
-                done.append(raw)
-            except IntegrityError:
-                # The image is unknown to Postgres (e.g. events injected for a missing id): nothing to persist.
-                logs.event(log, "milestone for unknown image dropped", level=30, image_id=rec["image_id"])
-                done.append(raw)
-            except OperationalError as exc:
-                logs.event(
-                    log,
-                    "milestone persistence deferred: database unavailable",
-                    level=30,
-                    error=str(exc)[:200],
-                )
-                break
-        self._remove(names.KEY_PENDING_MILESTONES, done)
-
-    def _publish_alerts(self, records: list[str]) -> None:
-        errors: list[str] = []
-        requests: list[str] = []
-        for raw in records:
-            rec = json.loads(raw)
-            trigger, image_id, count = rec["trigger"], rec["image_id"], int(rec["count"])
-            if trigger == names.TRIGGER_VIRAL:
-                logs.event(
-                    log,
-                    f"VIRAL CONTENT ALERT! Image {image_id[:8]}... received {count} views in 5 minutes "
-                    f"(threshold: {rec['threshold']})",
-                    level=30,
-                    image_id=image_id,
-                    trigger=trigger,
-                    views_5min=count,
-                )
-            elif trigger == names.TRIGGER_SUSPICIOUS:
-                logs.event(
-                    log,
-                    f"SUSPICIOUS ACTIVITY ALERT! Image {image_id[:8]}... received {count} comments in 1 minute "
-                    f"(threshold: {rec['threshold']})",
-                    level=30,
-                    image_id=image_id,
-                    trigger=trigger,
-                    comments_1min=count,
-                )
-            else:
-                logs.event(
-                    log,
-                    f"POPULAR POST! Image {image_id[:8]}... received {count} views in 1 hour "
-                    f"(threshold: {rec['threshold']})",
-                    image_id=image_id,
-                    trigger=trigger,
-                    views_1hr=count,
-                )
-                self.stats.alerts += 1
-                self._remove(names.KEY_PENDING_ALERTS, [raw])
-                continue
-            ts = float(rec["ts"])
-            request = ModerationRequest(
-                request_id=moderation_request_id(image_id, trigger, int(ts)),
-                image_id=uuid.UUID(image_id),
-                trigger=trigger,
-                context={rec["field"]: count},
-                requested_at=datetime.fromtimestamp(ts, UTC),
-            )
-            self.producer.produce(
-                names.TOPIC_MODERATION_REQUESTS,
-                key=image_id.encode(),
-                value=request.to_bytes(),
-                on_delivery=lambda err, _m: errors.append(str(err)) if err else None,
-            )
-            requests.append(raw)
-        if requests:
-            self._flush_or_raise(errors)
-            for raw in requests:
-                rec = json.loads(raw)
-                logs.event(
-                    log,
-                    f"Published moderation request for {rec['image_id'][:8]}... (trigger: {rec['trigger']})",
-                    image_id=rec["image_id"],
-                    trigger=rec["trigger"],
-                )
-            self.stats.alerts += len(requests)
-            self._remove(names.KEY_PENDING_ALERTS, requests)
-
-    def _remove(self, key: str, raws: list[str]) -> None:
-        if not raws:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for raw in raws:
-            pipe.lrem(key, 1, raw)
-        pipe.execute()
-
-
-def consume_forever(
-    consumer: Consumer,
-    processor: StreamProcessor,
-    settings: StreamConsumerSettings,
-    should_stop: Any,
-    stats_interval: float = 30.0,
-) -> None:
-    """Poll, apply, commit; on a failure seek back and retry the batch after a backoff."""
-    backoff = 1.0
-    last_stats = time.monotonic()
-    processor.drain_pending()
-    while not should_stop():
-        messages = consumer.consume(num_messages=settings.consumer_batch_size, timeout=settings.consumer_poll_timeout)
-        good = []
-        for msg in messages:
-            err = msg.error()
-            if err is None:
-                good.append(msg)
-            elif err.code() != KafkaError._PARTITION_EOF:
-                logs.event(log, "kafka error", level=30, error=str(err))
-        try:
-            if good:
-                processor.process(good)
-                consumer.commit(offsets=_next_offsets(good), asynchronous=False)
-            processor.drain_pending()
-            backoff = 1.0
-        except (redis.RedisError, RuntimeError, OperationalError) as exc:
-            logs.event(log, "batch failed; will retry", level=40, error=str(exc)[:300], retry_in_s=backoff)
-            for tp in _first_offsets(good):
-                consumer.seek(tp)
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
+        Alerts go out at once (a moderation decision waits for them). Milestones are written when a
+        poll finds nothing new, or once a second while events keep coming (one statement for all), so
+        that writing them never delays the rest of a burst.
+        """
         now = time.monotonic()
-        if now - last_stats >= stats_interval:
-            s = processor.stats
-            logs.event(
-                log,
-                f"Processed {s.messages} messages",
-                applied=s.applied,
-                replayed=s.replayed,
-                dead_lettered=s.dead_lettered,
-                alerts=s.alerts,
-                milestones=s.milestones,
-                by_topic=json.dumps(s.by_topic),
-            )
-            last_stats = now
-
-
-def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
-    last: dict[tuple[str, int], int] = {}
-    for m in messages:
-        last[(m.topic(), m.partition())] = max(last.get((m.topic(), m.partition()), -1), m.offset())
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-
-
-def _first_offsets(messages: list[Message]) -> list[TopicPartition]:
-    first: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic(), m.partition())
-        first[key] = min(first.get(key, m.offset()), m.offset())
-    return [TopicPartition(t, p, o) for (t, p), o in first.items()]
-
-
-__all__ = ["FlagEvent", "StreamProcessor", "consume_forever"]
+        milestones = self.milestones_pending and (caught_up or now - self._milestones_drained >= MILESTONE_INTERVAL)
+        if not (self.alerts_pending or milestones):
+            return
+        self.effects.drain_pending(alerts=self.alerts_pending, milestones=milestones)
+        self.alerts_pending = False
+        if milestones:
+            self.milestones_pending, self._milestones_drained = False, now

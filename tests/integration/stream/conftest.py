@@ -31,8 +31,26 @@ def start_consumer(services, tmp_path, infra_env, migrated_db, kafka_bootstrap, 
     def _start(**env: str) -> Service:
         svc = Service(
             "gourmetgram.stream_consumer.main",
-            {"KAFKA_CONSUMER_GROUP": consumer_group, "CONSUMER_POLL_TIMEOUT": "0.2", **env},
+            {"KAFKA_CONSUMER_GROUP": consumer_group, **env},
             tmp_path / f"stream-consumer-{len(services)}.log",
+        ).start()
+        services.append(svc)
+        return svc
+
+    return _start
+
+
+@pytest.fixture()
+def start_inference(services, tmp_path, infra_env, migrated_db, kafka_bootstrap, s3_settings):
+    # A fresh group at the current end of the request topic: it sees only this test's requests.
+    group = f"gg-test-inf-{uuid.uuid4().hex[:8]}"
+    commit_group_at_end(kafka_bootstrap, group, [names.TOPIC_MODERATION_REQUESTS])
+
+    def _start(**env: str) -> Service:
+        svc = Service(
+            "gourmetgram.inference.main",
+            {"KAFKA_CONSUMER_GROUP": group, **env},
+            tmp_path / f"inference-{len(services)}.log",
         ).start()
         services.append(svc)
         return svc

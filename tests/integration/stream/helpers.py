@@ -150,15 +150,20 @@ def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> dict[t
     return ends
 
 
+_BASE_ENV = ("PATH", "HOME", "LANG", "PYTHONPATH", "VIRTUAL_ENV")
+
+
 class Service:
     """A platform service as a real child process, its stdout captured to a log file."""
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
-        self.module, self.env, self.log_path = module, env, log_path
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, inherit_env: bool = True) -> None:
+        """inherit_env=False: the process gets ``env`` alone (plus PATH/HOME/LANG), as a systemd unit would."""
+        self.module, self.env, self.log_path, self.inherit_env = module, env, log_path, inherit_env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Service:
-        full_env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        base = dict(os.environ) if self.inherit_env else {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+        full_env = {**base, **self.env, "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module], env=full_env, stdout=self._log, stderr=subprocess.STDOUT

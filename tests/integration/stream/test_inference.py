@@ -24,24 +24,6 @@ from tests.integration.stream import helpers as h
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture()
-def start_inference(services, tmp_path, infra_env, migrated_db, kafka_bootstrap, s3_settings):
-    # A fresh group at the current end of the request topic: it sees only this test's requests.
-    group = f"gg-test-inf-{uuid.uuid4().hex[:8]}"
-    h.commit_group_at_end(kafka_bootstrap, group, [names.TOPIC_MODERATION_REQUESTS])
-
-    def _start(**env: str) -> h.Service:
-        svc = h.Service(
-            "gourmetgram.inference.main",
-            {"KAFKA_CONSUMER_GROUP": group, **env},
-            tmp_path / f"inference-{len(services)}.log",
-        ).start()
-        services.append(svc)
-        return svc
-
-    return _start
-
-
 def decisions(database_url: str, image_id: uuid.UUID) -> list[dict]:
     with db.engine_for(database_url).connect() as conn:
         return [

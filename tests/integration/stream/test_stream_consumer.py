@@ -48,7 +48,7 @@ def test_killed_mid_stream_then_restarted_counts_each_distinct_event_once(
     start_consumer, kafka_bootstrap, migrated_db, redis_client
 ):
     images = [h.seed_image(migrated_db)[1] for _ in range(4)]
-    per_image = 1500
+    per_image = 5000  # enough that the (fast) consumer is still mid-stream when it is killed
     evs = [ev for img in images for ev in h.views(img, per_image, spread=1800)]
     replays = evs[::7]  # the same events produced a second time (same event ids)
     h.produce(kafka_bootstrap, evs + replays)
