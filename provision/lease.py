@@ -154,10 +154,10 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
         le, srv = result.get("lease"), result.get("server")
         if le:
             left = le.get("seconds_left")
-            when = f"{ch._human_delta(left)} left" if left is not None else "end unknown"
+            when = f"{ch.human_delta(left)} left" if left is not None else "end unknown"
             print(
                 f"lease     {le['name']} ({le['id']}) {le['status']}  "
-                f"{ch._fmt_dt(le.get('start'))} -> {ch._fmt_dt(le.get('end'))}  ({when}; "
+                f"{ch.fmt_dt(le.get('start'))} -> {ch.fmt_dt(le.get('end'))}  ({when}; "
                 "the server is deleted when the lease ends)"
             )
         else:
@@ -193,7 +193,7 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
         ip = result.get("floating_ip")
         print(
             f"Host {result.get('server', {}).get('name')} at {ip}; lease ends "
-            f"{ch._fmt_dt((result.get('lease') or {}).get('end_date'))} (the server is deleted then)."
+            f"{ch.fmt_dt((result.get('lease') or {}).get('end_date'))} (the server is deleted then)."
         )
         print(f"  ssh -i {result.get('key_file')} cc@{ip}")
         print(f"  ansible-playbook -i {result.get('inventory')} site.yml")
