@@ -14,8 +14,10 @@ from .errors import (
 )
 from .facts import (
     GONE_SERVER_STATUSES,
+    RESERVATION_EXTRA_SPEC,
     TOOL_MARK,
 )
+from .leases import flavor_reservations
 from .output import log
 from .steps import Steps
 
@@ -68,19 +70,33 @@ class ComputeSteps(Steps):
         self._change(f"imported key pair {name} from {pub}")
 
     def _reserved_flavor(self, lease: dict[str, Any]) -> Any:
+        """Blazar's reserved flavor: by id (= the reservation id, upstream's flavor plugin), else the way
+        python-chi's ``list_flavors(reservation_id=...)`` finds it, by its extra spec
+        ``aggregate_instance_extra_specs:reservation`` (a deployment may give the flavor another id)."""
         from openstack import exceptions as sdk_exc
 
-        res = [r for r in lease.get("reservations", []) if r.get("resource_type") == "flavor:instance"]
-        rid = res[0]["id"]
+        rid = flavor_reservations(lease)[0]["id"]
         self.state.reservation_id = rid
+        compute = self.cloud.conn.compute
         try:
-            # Blazar names the reserved flavor reservation:<reservation id> and gives it that id.
-            return self.cloud.conn.compute.get_flavor(rid)
+            return compute.get_flavor(rid)
         except sdk_exc.NotFoundException:
-            raise ResourceFailed(
-                f"reserved flavor reservation:{rid} of lease {lease['name']} is not visible to the project; "
-                "the lease may still be starting — re-run `up` in a minute"
-            ) from None
+            pass
+        matches = [
+            f
+            for f in compute.flavors(details=True, get_extra_specs=True)
+            if (f.extra_specs or {}).get(RESERVATION_EXTRA_SPEC) == rid
+        ]
+        if len(matches) > 1:
+            raise Ambiguous(f"{len(matches)} flavors carry reservation {rid}: {', '.join(f.id for f in matches)}")
+        if matches:
+            log(f"= reserved flavor {matches[0].name} ({matches[0].id}) found by its extra spec")
+            return matches[0]
+        raise ResourceFailed(
+            f"reserved flavor reservation:{rid} of lease {lease['name']} is not visible to the project "
+            f"(neither by id nor by the extra spec {RESERVATION_EXTRA_SPEC}); the lease may still be "
+            "starting — re-run `up` in a minute"
+        )
 
     def _ensure_server(self, image_id: str, network_id: str, reserved: Any) -> Any:
         found = self.find_servers()

@@ -17,6 +17,7 @@ from .facts import (
     DEFAULT_HOURS,
     DEFAULT_KEY_FILE,
     DEFAULT_LEASE_NAME,
+    HTTP_TIMEOUT,
     REGION,
     SITE_HOST,
     TOOL_MARK,
@@ -48,13 +49,13 @@ class Options:
     public_key_file: str | None = None
     cidr: str | None = None
     inventory: Path = Path("inventory/chameleon.yml")
-    wait_ssh: bool = False
     delete_groups: bool = False
     poll_interval: float = 10.0
     lease_timeout: float = 900.0
     server_timeout: float = 900.0
     delete_timeout: float = 300.0
     ssh_timeout: float = 600.0
+    http_timeout: float = HTTP_TIMEOUT
 
     @property
     def server_name(self) -> str:

@@ -15,9 +15,15 @@ IMAGE = "CC-Ubuntu24.04"
 NETWORK = "sharednet1"
 PUBLIC_NETWORK = "public"
 SSH_USER = "cc"
+#: Extra spec Blazar's flavor plugin puts on the reserved flavor (value: the reservation id).
+RESERVATION_EXTRA_SPEC = "aggregate_instance_extra_specs:reservation"
 #: Floating IPs are recycled between VMs, so a known_hosts entry would go stale and block Ansible.
 SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 DEFAULT_KEY_FILE = "~/.ssh/id_rsa_chameleon"
+#: Seconds any single HTTP call to KVM@TACC may take (connect and each read) before it fails.
+HTTP_TIMEOUT = 60.0
+#: Seconds one SSH probe may take to connect and read the server's banner.
+SSH_PROBE_TIMEOUT = 5.0
 
 #: Security group name -> TCP port. KVM@TACC blocks all inbound traffic, SSH included, by default.
 SECURITY_GROUPS: dict[str, int] = {

@@ -6,6 +6,7 @@ import os
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -13,6 +14,7 @@ from .facts import (
     INVENTORY_GROUPS,
     INVENTORY_PARENT,
     SSH_COMMON_ARGS,
+    SSH_PROBE_TIMEOUT,
     SSH_USER,
 )
 from .steps import Steps
@@ -20,17 +22,23 @@ from .steps import Steps
 
 class InventorySteps(Steps):
     def _wait_ssh(self, address: str) -> None:
+        probe = self.ssh_probe or ssh_answers
         self._wait(
             f"SSH on {address}:22",
-            lambda: (None, "open" if (self.tcp_probe or _tcp_open)(address, 22, 3.0) else "closed"),
-            ok={"open"},
+            lambda: (None, "answering" if probe(address, 22, SSH_PROBE_TIMEOUT) else "not answering"),
+            ok={"answering"},
             failed=set(),
             timeout=self.opts.ssh_timeout,
-            on_timeout="The server is up; check security group allow-ssh and re-run `up --wait-ssh`.",
+            on_timeout=(
+                f"The server and its floating IP are kept; the inventory is not written yet. A VM's first boot "
+                f"takes a few minutes; if it stays silent, check the server's console log on the dashboard "
+                f"(Compute > Instances > {self.opts.server_name} > Log), that allow-ssh is attached, and that "
+                "your network lets SSH out. Re-run `up` to keep waiting (--ssh-timeout S for longer)."
+            ),
         )
 
     # -- inventory
-    def inventory_text(self, address: str) -> str:
+    def inventory_text(self, address: str, private: str | None) -> str:
         host = self.opts.server_name
         lease = self.state.lease or {}
         data = {
@@ -43,6 +51,8 @@ class InventorySteps(Steps):
                         "ansible_python_interpreter": "/usr/bin/python3",
                         "ansible_ssh_common_args": SSH_COMMON_ARGS,
                         "gourmetgram_public_address": address,
+                        # Services bind this one: Neutron NATs the floating IP, which sits on no interface.
+                        "gourmetgram_private_address": private,
                         "chameleon_lease_id": lease.get("id"),
                         "chameleon_lease_end": lease.get("end_date"),
                     }
@@ -56,10 +66,10 @@ class InventorySteps(Steps):
         )
         return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
-    def write_inventory(self, address: str) -> bool:
+    def write_inventory(self, address: str, private: str | None) -> bool:
         """Write atomically; return False when the file already has this content."""
         path = self.opts.inventory
-        text = self.inventory_text(address)
+        text = self.inventory_text(address, private)
         try:
             if path.read_text() == text:
                 return False
@@ -77,12 +87,27 @@ class InventorySteps(Steps):
             raise
         return True
 
-    # -- status (read-only: only GETs, plus the token request)
+
+def private_address(port: Any) -> str | None:
+    """The port's fixed IPv4 address on sharednet1: the address on the VM's interface."""
+    for fixed in port.fixed_ips or []:
+        ip = fixed.get("ip_address", "")
+        if ip and ":" not in ip:
+            return ip
+    return None
 
 
-def _tcp_open(host: str, port: int, timeout: float) -> bool:
+def ssh_answers(host: str, port: int, timeout: float) -> bool:
+    """True when an SSH server answers: TCP connects and the first line is an ``SSH-`` banner (RFC 4253)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            banner = b""
+            while b"\n" not in banner and len(banner) < 256:
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                banner += chunk
     except OSError:
         return False
+    return banner.startswith(b"SSH-")

@@ -6,6 +6,10 @@ from typing import Any
 
 from .errors import (
     Ambiguous,
+    NoFloatingIp,
+    QuotaExceeded,
+    is_pool_exhausted,
+    is_quota,
 )
 from .facts import (
     NETWORK,
@@ -39,7 +43,12 @@ class NetworkSteps(Steps):
         for name, port in SECURITY_GROUPS.items():
             groups = self.groups_named(name)
             if not groups:
-                group = net.create_security_group(name=name, description=f"GourmetGram: tcp/{port} ({TOOL_MARK})")
+                try:
+                    group = net.create_security_group(name=name, description=f"GourmetGram: tcp/{port} ({TOOL_MARK})")
+                except sdk_exc.ConflictException as exc:
+                    if is_quota(409, _detail(exc)):
+                        raise self._group_quota_error(name, _detail(exc)) from None
+                    raise
                 self._change(f"created security group {name}")
             elif len(groups) == 1:
                 group = groups[0]
@@ -66,13 +75,42 @@ class NetworkSteps(Steps):
                         remote_ip_prefix=cidr or "0.0.0.0/0",
                     )
                     self._change(f"added rule tcp/{port} from {cidr or '0.0.0.0/0'} to {name}")
-                except sdk_exc.ConflictException:
-                    pass  # SecurityGroupRuleExists: another run (or a teammate) added it meanwhile
+                except sdk_exc.ConflictException as exc:
+                    if is_quota(409, _detail(exc)):
+                        raise QuotaExceeded(
+                            f"Neutron refused rule tcp/{port} on {name}: the project's security-group-rule quota "
+                            f"is used up ({_detail(exc)}). Delete unused rules or groups of the project, or ask "
+                            "the course staff for more quota, then re-run `up`: it keeps what it has made."
+                        ) from None
+                    # SecurityGroupRuleExists: another run (or a teammate) added it meanwhile
             elif cidr and rule.get("remote_ip_prefix") in (None, "0.0.0.0/0"):
                 self._note(f"{name} already allows tcp/{port} from anywhere; --cidr does not narrow shared groups")
             result[name] = group.id
         self.state.security_groups = result
         return result
+
+    def _group_quota_error(self, name: str, detail: str) -> QuotaExceeded:
+        """The shared course project hit Neutron's security-group quota (default 10 per project)."""
+        net = self.cloud.conn.network
+        missing = [n for n in SECURITY_GROUPS if not self.groups_named(n)]
+        groups = list(net.security_groups())
+        used = {g for p in net.ports() for g in (p.security_group_ids or [])}
+        unused = sorted(  # other groups nothing uses: candidates to delete (ours are needed, default stays)
+            f"{g.name} ({g.id})" for g in groups if g.id not in used and g.name not in {"default", *SECURITY_GROUPS}
+        )
+        return QuotaExceeded(
+            f"Neutron refused to create security group {name}: the project's security-group quota is used up "
+            f"({detail}). The project has {len(groups)} groups (Neutron's default quota is 10 per project, "
+            f"shared by everyone in a course project); this lab still needs {len(missing)}: {', '.join(missing)}.\n"
+            + (
+                f"  Groups no port uses: {', '.join(unused)}. Delete the ones you own (dashboard: Network > "
+                "Security Groups), or ask the course staff to raise the project's quota.\n"
+                if unused
+                else "  Every group is in use; ask the course staff to raise the project's quota.\n"
+            )
+            + "  `up` stopped before the lease and the server; re-run it when there is room: it keeps the groups "
+            "it has made and creates only the missing ones."
+        )
 
     def _ensure_floating_ip(self, port: Any, public_id: str) -> str:
         """Exactly one floating IP on the server's port. Never takes a free IP unless this tool made it for
@@ -90,7 +128,27 @@ class NetworkSteps(Steps):
                 net.update_ip(ip, port_id=port.id)
                 self._change(f"re-attached this tool's floating IP {ip.floating_ip_address}")
                 return ip.floating_ip_address
-        ip = net.create_ip(floating_network_id=public_id, port_id=port.id, description=self.opts.fip_description)
+        from openstack import exceptions as sdk_exc
+
+        try:
+            ip = net.create_ip(floating_network_id=public_id, port_id=port.id, description=self.opts.fip_description)
+        except sdk_exc.ConflictException as exc:
+            kept = (
+                f"The server {self.opts.server_name} is ACTIVE and kept (until the lease ends); no inventory was "
+                "written. Re-run `up` later: it attaches an IP and finishes."
+            )
+            if is_pool_exhausted(409, _detail(exc)):
+                raise NoFloatingIp(
+                    f"KVM@TACC's floating-IP pool `public` has no free address (Neutron: {_detail(exc)}). {kept} "
+                    "If your project holds floating IPs that nothing uses (dashboard: Network > Floating IPs), "
+                    "releasing them returns addresses to the pool."
+                ) from None
+            if is_quota(409, _detail(exc)):
+                raise QuotaExceeded(
+                    f"the project's floating-IP quota is used up (Neutron: {_detail(exc)}). {kept} Release "
+                    "floating IPs nothing uses (dashboard: Network > Floating IPs) or ask the course staff."
+                ) from None
+            raise
         self._change(f"allocated floating IP {ip.floating_ip_address}")
         return ip.floating_ip_address
 
@@ -129,3 +187,7 @@ def _rule_covering(group: Any, port: int, cidr: str | None) -> dict[str, Any] | 
         if prefix in (None, "0.0.0.0/0") or prefix == cidr:
             return rule
     return None
+
+
+def _detail(exc: Exception) -> str:
+    return str(getattr(exc, "details", None) or exc).strip().rstrip(".")

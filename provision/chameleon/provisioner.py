@@ -17,8 +17,8 @@ from .facts import (
     PUBLIC_NETWORK,
     SECURITY_GROUPS,
 )
-from .inventory import InventorySteps
-from .leases import LeaseSteps
+from .inventory import InventorySteps, private_address
+from .leases import LeaseSteps, lease_usable, usable_note
 from .network import NetworkSteps
 from .output import parse_blazar_date
 from .session import BlazarError
@@ -44,18 +44,21 @@ class Provisioner(LeaseSteps, ComputeSteps, NetworkSteps, InventorySteps):
         key_file = Path(self.opts.key_file).expanduser()
         if not key_file.is_file():
             self._note(f"private key {key_file} not found; the inventory will point at it anyway")
+        leases = self.find_leases()  # read-only; refuses ambiguity before anything is written
         self._done("resolve")
 
-        lease = self._ensure_lease(flavor.id)
+        # Before the lease: a shared project that is out of security groups fails here, not after a
+        # lease has started to run down the allocation.
+        groups = self._ensure_security_groups()
+        self._done("security-groups")
+
+        lease = self._ensure_lease(flavor.id, leases)
         self._done("lease")
         lease = self._wait_lease(lease)
         self._done("lease-active")
 
         reserved = self._reserved_flavor(lease)
         self._done("reserved-flavor")
-
-        groups = self._ensure_security_groups()
-        self._done("security-groups")
 
         server = self._ensure_server(image.id, network.id, reserved)
         self._done("server")
@@ -72,14 +75,15 @@ class Provisioner(LeaseSteps, ComputeSteps, NetworkSteps, InventorySteps):
             self._change(f"attached security groups {', '.join(SECURITY_GROUPS)} to {server.name}")
         self._done("attach-groups")
 
+        st.private_address = private_address(port)
         st.floating_ip = self._ensure_floating_ip(port, public.id)
         self._done("floating-ip")
 
-        if self.opts.wait_ssh:
-            self._wait_ssh(st.floating_ip)
+        # The inventory is written only once SSH answers on the floating IP.
+        self._wait_ssh(st.floating_ip)
         self._done("ssh")
 
-        if self.write_inventory(st.floating_ip):
+        if self.write_inventory(st.floating_ip, st.private_address):
             self._change(f"wrote inventory {self.opts.inventory}")
         st.inventory = str(self.opts.inventory)
         self._done("inventory")
@@ -108,7 +112,7 @@ class Provisioner(LeaseSteps, ComputeSteps, NetworkSteps, InventorySteps):
             }
             self.state.lease = le
         servers = self.find_servers()
-        address = None
+        address = private = None
         if servers:
             s = servers[0]
             report["server"] = {
@@ -118,9 +122,10 @@ class Provisioner(LeaseSteps, ComputeSteps, NetworkSteps, InventorySteps):
                 "fault": (s.fault or {}).get("message"),
             }
             ports = list(net.ports(device_id=s.id))
-            ips = [ip for p in ports for ip in net.ips(port_id=p.id)]
+            ips = [(p, ip) for p in ports for ip in net.ips(port_id=p.id)]
             if ips:
-                address = ips[0].floating_ip_address
+                address = ips[0][1].floating_ip_address
+                report["private_address"] = private = private_address(ips[0][0])
             attached = {g for p in ports for g in (p.security_group_ids or [])}
         else:
             attached = set()
@@ -137,13 +142,16 @@ class Provisioner(LeaseSteps, ComputeSteps, NetworkSteps, InventorySteps):
         inv = self.opts.inventory
         if not inv.exists():
             report["inventory"] = {"path": str(inv), "state": "missing"}
-        elif address and inv.read_text() == self.inventory_text(address):
+        elif address and inv.read_text() == self.inventory_text(address, private):
             report["inventory"] = {"path": str(inv), "state": "current"}
         else:
             report["inventory"] = {"path": str(inv), "state": "stale"}
+        usable = bool(leases) and lease_usable(leases[0])
+        if report["lease"]:
+            report["lease"]["usable"] = usable
+        report["advice"] = self._status_advice(leases[0] if leases else None, servers[0] if servers else None)
         report["ready"] = bool(
-            report["lease"]
-            and report["lease"]["status"] == "ACTIVE"
+            usable
             and report["server"]
             and report["server"]["status"] == "ACTIVE"
             and address
@@ -152,7 +160,16 @@ class Provisioner(LeaseSteps, ComputeSteps, NetworkSteps, InventorySteps):
         )
         return report
 
-    # -- extend
+    def _status_advice(self, lease: dict[str, Any] | None, server: Any | None) -> str | None:
+        """What to do or know beyond "run `up`". `down` only when no server runs: it deletes the server."""
+        if lease is not None and lease_usable(lease) and lease.get("status") != "ACTIVE":
+            return usable_note(lease)
+        if lease is not None and not lease_usable(lease) and lease.get("status") not in ("PENDING", "STARTING"):
+            if server is not None and server.status == "ACTIVE":
+                return self.failed_lease_advice(lease)
+            return f"lease {lease.get('name')} is {lease.get('status')}: run `lease.py down`, then `up`."
+        return None
+
     def down(self) -> State:
         from openstack import exceptions as sdk_exc
 

@@ -13,6 +13,7 @@ from .errors import (
 from .facts import (
     AUTH_URL,
     DASHBOARD,
+    HTTP_TIMEOUT,
     REGION,
 )
 
@@ -21,7 +22,7 @@ from .facts import (
 class Cloud:
     """Authenticated clients for KVM@TACC: ``conn`` (openstacksdk) and ``blazar`` (keystoneauth Adapter)."""
 
-    def __init__(self, cred: Credential) -> None:
+    def __init__(self, cred: Credential, timeout: float = HTTP_TIMEOUT) -> None:
         from keystoneauth1 import adapter
         from keystoneauth1 import session as ks_session
         from keystoneauth1.identity import v3
@@ -38,7 +39,12 @@ class Cloud:
             kwargs["username"] = cred.username
             kwargs["user_domain_name"] = cred.user_domain_name
         self.cred_source = cred.source
-        self.session = ks_session.Session(auth=v3.ApplicationCredential(**kwargs), user_agent="gourmetgram-lease")
+        # One timeout for every HTTP call: the token request, openstacksdk's proxies and the Blazar adapter
+        # all go through this session (a test checks each request the fake sees carries it).
+        self.timeout = timeout
+        self.session = ks_session.Session(
+            auth=v3.ApplicationCredential(**kwargs), user_agent="gourmetgram-lease", timeout=timeout
+        )
         self.blazar = adapter.Adapter(self.session, service_type="reservation", interface="public", region_name=REGION)
         self._conn: Any = None
         self.user_id: str | None = None

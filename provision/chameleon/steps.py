@@ -24,6 +24,7 @@ class State:
     reservation_id: str | None = None
     server: dict[str, Any] | None = None
     floating_ip: str | None = None
+    private_address: str | None = None
     security_groups: dict[str, str] = dataclasses.field(default_factory=dict)
     inventory: str | None = None
     changes: list[str] = dataclasses.field(default_factory=list)
@@ -42,15 +43,18 @@ class Steps:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         stage_hook: Callable[[str], None] | None = None,
+        ssh_probe: Callable[[str, int, float], bool] | None = None,
         tcp_probe: Callable[[str, int, float], bool] | None = None,
     ) -> None:
+        """``ssh_probe(host, port, timeout)`` is True once SSH answers (default: read sshd's banner);
+        ``tcp_probe`` is its former name, still accepted."""
         self.cloud = cloud
         self.opts = opts
         self.sleep = sleep
         self.clock = clock
         self.now = now
         self.stage_hook = stage_hook
-        self.tcp_probe = tcp_probe
+        self.ssh_probe = ssh_probe or tcp_probe
         self.state = State()
         self.stage = "start"
 
@@ -89,3 +93,6 @@ class Steps:
             if elapsed >= timeout:
                 raise WaitTimeout(f"{what} still {status} after {elapsed:.0f}s (timeout {timeout:.0f}s). {on_timeout}")
             self.sleep(min(self.opts.poll_interval, max(timeout - elapsed, 0.0)))
+
+    def find_servers(self) -> list[Any]:  # ComputeSteps
+        raise NotImplementedError
