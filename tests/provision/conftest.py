@@ -30,7 +30,7 @@ from provision.chameleon import inventory as ch_inventory  # noqa: E402
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeKvmTacc]:
+def fake(loopback_only: None) -> Iterator[FakeKvmTacc]:
     cloud = FakeKvmTacc()
     with requests_mock.Mocker() as mocker:
         cloud.install(mocker)
@@ -39,9 +39,10 @@ def fake() -> Iterator[FakeKvmTacc]:
     assert not cloud.unhandled, f"requests the fake does not know: {cloud.unhandled}"
 
 
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fake's floating IPs are not ours to reach: any socket to a non-loopback address fails the test."""
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake's floating IPs are fictional, not ours to reach: with the requests-mock fake, any socket to
+    a non-loopback address fails the test (a served twin with real test hosts does not use this)."""
     real = socket.create_connection
 
     def guarded(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:

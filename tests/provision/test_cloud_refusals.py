@@ -249,3 +249,11 @@ def test_exit_codes_are_distinct_and_documented(capsys: pytest.CaptureFixture[st
     assert {str(ch.EXIT_NOT_READY), str(ch.EXIT_INTERRUPTED)} <= set(documented)
     for code in [*codes.values(), ch.EXIT_NOT_READY, ch.EXIT_INTERRUPTED]:
         assert re.search(rf"^  {code} ", ch.EXIT_CODES_HELP, re.MULTILINE), code
+
+
+def test_fake_tests_cannot_reach_the_fake_floating_ips(fake: FakeKvmTacc) -> None:
+    """The guard of the `fake` fixture refuses before any packet leaves (192.0.2.0/24 is TEST-NET-1)."""
+    import socket
+
+    with pytest.raises(AssertionError, match="only loopback"):
+        socket.create_connection(("192.0.2.1", 22), timeout=1)
