@@ -212,6 +212,7 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
             f"Host {result.get('server', {}).get('name')} at {ip}; lease ends "
             f"{ch.fmt_dt((result.get('lease') or {}).get('end_date'))} (the server is deleted then)."
         )
+        print(f"  private address {result.get('private_address')} (services bind it; Neutron NATs {ip} to it)")
         print(f"  ssh -i {result.get('key_file')} cc@{ip}")
         print(f"  ansible-playbook -i {result.get('inventory')} site.yml")
 

@@ -85,8 +85,10 @@ def is_policy_refusal(exc: BlazarError) -> bool:
 
 def is_role_refusal(exc: BlazarError) -> bool:
     """oslo.policy said no (PolicyNotAuthorized, 403): the credential lacks a role or is restricted."""
-    low = exc.message.lower()
-    return exc.status == 403 and ("policy doesn't allow" in low or "policy does not allow" in low)
+    low = exc.message.lower().strip().rstrip(".")
+    return exc.status == 403 and (
+        "policy doesn't allow" in low or "policy does not allow" in low or low == "not authorized"
+    )
 
 
 class LeaseSteps(Steps):

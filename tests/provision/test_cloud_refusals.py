@@ -125,8 +125,9 @@ def test_enforcement_on_extend_keeps_the_lease(fake: FakeKvmTacc, run: Any) -> N
     assert lease["status"] == "ACTIVE"  # enforcement refusals are non-fatal upstream
 
 
-def test_credential_problems_keep_their_own_code(fake: FakeKvmTacc, run: Any) -> None:
-    fake.lease_create_error = (403, "Policy doesn't allow blazar:leases:post to be performed.")
+@pytest.mark.parametrize("message", ["Policy doesn't allow blazar:leases:post to be performed.", "Not authorized"])
+def test_credential_problems_keep_their_own_code(fake: FakeKvmTacc, run: Any, message: str) -> None:
+    fake.lease_create_error = (403, message)
     r = run("up")
     assert r.code == 3 and r.out["error"]["kind"] == "auth" and "Unrestricted" in r.err
     fake.lease_create_error = None
