@@ -145,7 +145,7 @@ class NetworkSteps(Steps):
                 ) from None
             if is_quota(409, _detail(exc)):
                 raise QuotaExceeded(
-                    f"the project's floating-IP quota is used up (Neutron: {_detail(exc)}). {kept} Release "
+                    f"The project's floating-IP quota is used up (Neutron: {_detail(exc)}). {kept} Release "
                     "floating IPs nothing uses (dashboard: Network > Floating IPs) or ask the course staff."
                 ) from None
             raise

@@ -19,8 +19,9 @@ Upstream behaviours modelled on top (openstack/blazar@acc44dc, ChameleonCloud/bl
   (ExternalServiceFilter, e.g. used-up service units) refuse create and update with HTTP 400 (the code
   upstream gives these NotAuthorized subclasses; ``enforcement_status = 403`` models the 403 that the
   allocation service itself answers). They are non-fatal: the lease keeps its status.
-- Neutron quotas: ``security_group_quota`` (default 10 per project, as Neutron's default) answers
-  409 OverQuota "Quota exceeded for resources: ['security_group']."; ``floating_ip_pool_size`` limits
+- Neutron quotas (Neutron's defaults per project): ``security_group_quota`` 10, ``security_group_rule_quota``
+  100, ``floating_ip_quota`` 50; over them Neutron answers 409 OverQuota "Quota exceeded for resources:
+  ['security_group']." (or 'security_group_rule', 'floatingip'); ``floating_ip_pool_size`` limits
   the ``public`` pool, and an empty pool answers 409 IpAddressGenerationFailure "No more IP addresses
   available on network <id>.".
 - ``reserved_flavor_id_is_reservation_id = False``: the reserved flavor gets another id, so only its extra
@@ -92,6 +93,8 @@ class FakeKvmTacc:
         self.allocation_denial: str | None = None  # ExternalServiceFilter's message, e.g. SUs used up
         self.enforcement_status = 400  # what Blazar renders enforcement refusals as (upstream: 400)
         self.security_group_quota: int | None = 10  # Neutron's default per project
+        self.security_group_rule_quota: int | None = 100  # Neutron's default per project
+        self.floating_ip_quota: int | None = 50  # Neutron's default per project
         self.floating_ip_pool_size: int | None = None  # addresses in `public`; None: never runs out
         self.reserved_flavor_id_is_reservation_id = True  # upstream flavor plugin: flavor id = reservation id
 
@@ -640,17 +643,21 @@ class FakeKvmTacc:
     def _group_view(self, g: dict[str, Any]) -> dict[str, Any]:
         return dict(copy.deepcopy(g), security_group_rules=copy.deepcopy(self.rules_of(g["id"])))
 
+    @staticmethod
+    def _over_quota(resource: str) -> tuple:
+        return 409, {
+            "NeutronError": {
+                "type": "OverQuota",
+                "message": f"Quota exceeded for resources: ['{resource}'].",
+                "detail": "",
+            }
+        }
+
     def _neutron_create(self, collection: str, attrs: dict[str, Any]) -> tuple | None:
         if collection == "security-groups":
             used = sum(1 for g in self.security_groups.values() if g["project_id"] == PROJECT_ID)
             if self.security_group_quota is not None and used >= self.security_group_quota:
-                return 409, {
-                    "NeutronError": {
-                        "type": "OverQuota",
-                        "message": "Quota exceeded for resources: ['security_group'].",
-                        "detail": "",
-                    }
-                }
+                return self._over_quota("security_group")
             g = self._add_group(self._id("sg"), attrs["name"], attrs.get("description", ""))
             # Neutron adds the two egress rules to every new group
             self._add_rule(g["id"], "egress", None, None, None, None)
@@ -659,6 +666,8 @@ class FakeKvmTacc:
             gid = attrs["security_group_id"]
             if gid not in self.security_groups:
                 return 404, {"NeutronError": {"type": "SecurityGroupNotFound", "message": "not found", "detail": ""}}
+            if self.security_group_rule_quota is not None and len(self.rules) >= self.security_group_rule_quota:
+                return self._over_quota("security_group_rule")
             key = ("direction", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix")
             for r in self.rules_of(gid):
                 if all(r.get(k) == attrs.get(k) for k in key) and r["ethertype"] == attrs.get("ethertype", "IPv4"):
@@ -684,6 +693,8 @@ class FakeKvmTacc:
             port_id = attrs.get("port_id")
             if port_id and port_id not in self.ports:
                 return 404, {"NeutronError": {"type": "PortNotFound", "message": "port not found", "detail": ""}}
+            if self.floating_ip_quota is not None and len(self.fips) >= self.floating_ip_quota:
+                return self._over_quota("floatingip")
             if self.floating_ip_pool_size is not None and len(self.fips) >= self.floating_ip_pool_size:
                 return 409, {
                     "NeutronError": {

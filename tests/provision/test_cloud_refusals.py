@@ -184,6 +184,27 @@ def test_empty_floating_ip_pool_keeps_the_server_and_a_rerun_finishes(fake: Fake
     assert run.inventory.exists()
 
 
+@pytest.mark.parametrize(
+    "knob, limit, text",
+    [
+        ("security_group_rule_quota", 5, "security-group-rule quota is used up"),
+        ("floating_ip_quota", 0, "floating-IP quota is used up"),
+    ],
+)
+def test_other_neutron_quotas_have_the_quota_code_and_a_rerun_finishes(
+    fake: FakeKvmTacc, run: Any, knob: str, limit: int, text: str
+) -> None:
+    setattr(fake, knob, limit)
+    r = run("up")
+    assert r.code == 10 and text in r.err and "re-run `up`" in r.err.lower()
+    setattr(fake, knob, None)
+    r = run("up")
+    assert r.code == 0, r.err
+    assert (len(fake.live_leases()), len(fake.servers), len(fake.fips)) == (1, 1, 1)
+    for name in ch.SECURITY_GROUPS:
+        assert len(fake.groups_named(name)) == 1, name
+
+
 # ------------------------------------------------------------------------------------------ flavor, HTTP
 def test_reserved_flavor_found_by_extra_spec_when_its_id_differs(fake: FakeKvmTacc, run: Any) -> None:
     fake.reserved_flavor_id_is_reservation_id = False
