@@ -62,7 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--lease-timeout", type=float, default=900.0, metavar="S", help="wait for lease ACTIVE (900)")
     w.add_argument("--server-timeout", type=float, default=900.0, metavar="S", help="wait for server ACTIVE (900)")
     w.add_argument("--delete-timeout", type=float, default=300.0, metavar="S", help="wait for server deletion (300)")
-    w.add_argument("--ssh-timeout", type=float, default=600.0, metavar="S", help="wait for SSH with --wait-ssh (600)")
+    w.add_argument(
+        "--ssh-timeout", type=float, default=600.0, metavar="S", help="wait for SSH before the inventory (600)"
+    )
+    w.add_argument(
+        "--http-timeout",
+        type=float,
+        default=ch.HTTP_TIMEOUT,
+        metavar="S",
+        help="limit for each HTTP call to KVM@TACC (%(default)g)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="lease.py",
@@ -87,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--public-key", metavar="FILE", help="import this public key as --key-name if it is missing")
     up.add_argument("--cidr", help="source CIDR for rules this tool creates (default: 0.0.0.0/0)")
-    up.add_argument("--wait-ssh", action="store_true", help="wait until port 22 answers before writing the inventory")
+    up.add_argument("--wait-ssh", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
 
     sub.add_parser(
         "status",
@@ -126,6 +135,8 @@ def _options(args: argparse.Namespace, env: Mapping[str, str]) -> ch.Options:
     for name in ("poll_interval", "lease_timeout", "server_timeout", "delete_timeout", "ssh_timeout"):
         if getattr(args, name) < 0:
             raise ch.ConfigError(f"--{name.replace('_', '-')} must not be negative")
+    if args.http_timeout <= 0:
+        raise ch.ConfigError("--http-timeout must be positive")
     hours = getattr(args, "hours", ch.DEFAULT_HOURS)
     if hours <= 0:
         raise ch.ConfigError("--hours must be positive")
@@ -139,13 +150,13 @@ def _options(args: argparse.Namespace, env: Mapping[str, str]) -> ch.Options:
         public_key_file=getattr(args, "public_key", None),
         cidr=getattr(args, "cidr", None),
         inventory=args.inventory,
-        wait_ssh=getattr(args, "wait_ssh", False),
         delete_groups=getattr(args, "delete_groups", False),
         poll_interval=args.poll_interval,
         lease_timeout=args.lease_timeout,
         server_timeout=args.server_timeout,
         delete_timeout=args.delete_timeout,
         ssh_timeout=args.ssh_timeout,
+        http_timeout=args.http_timeout,
     )
 
 
@@ -154,10 +165,10 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
         le, srv = result.get("lease"), result.get("server")
         if le:
             left = le.get("seconds_left")
-            when = f"{ch._human_delta(left)} left" if left is not None else "end unknown"
+            when = f"{ch.human_delta(left)} left" if left is not None else "end unknown"
             print(
                 f"lease     {le['name']} ({le['id']}) {le['status']}  "
-                f"{ch._fmt_dt(le.get('start'))} -> {ch._fmt_dt(le.get('end'))}  ({when}; "
+                f"{ch.fmt_dt(le.get('start'))} -> {ch.fmt_dt(le.get('end'))}  ({when}; "
                 "the server is deleted when the lease ends)"
             )
         else:
@@ -180,7 +191,13 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
         )
         inv = result.get("inventory", {})
         print(f"inventory {inv.get('path')} ({inv.get('state')})")
-        print("ready" if result.get("ready") else "not ready: run `lease.py up` to complete")
+        if result.get("private_address"):
+            print(f"private   {result['private_address']} (services bind this; the floating IP is NAT'd)")
+        advice = result.get("advice")
+        if result.get("ready"):
+            print("ready" + (f"; note: {advice}" if advice else ""))
+        else:
+            print(f"not ready: {advice or 'run `lease.py up` to complete'}")
         return
     changes = result.get("changes", [])
     if not changes:
@@ -193,14 +210,15 @@ def _print_human(command: str, result: dict[str, Any]) -> None:
         ip = result.get("floating_ip")
         print(
             f"Host {result.get('server', {}).get('name')} at {ip}; lease ends "
-            f"{ch._fmt_dt((result.get('lease') or {}).get('end_date'))} (the server is deleted then)."
+            f"{ch.fmt_dt((result.get('lease') or {}).get('end_date'))} (the server is deleted then)."
         )
+        print(f"  private address {result.get('private_address')} (services bind it; Neutron NATs {ip} to it)")
         print(f"  ssh -i {result.get('key_file')} cc@{ip}")
         print(f"  ansible-playbook -i {result.get('inventory')} site.yml")
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, **hooks: Any) -> int:
-    """CLI entry point. ``hooks`` (sleep, clock, now, stage_hook, tcp_probe) are for tests."""
+    """CLI entry point. ``hooks`` (sleep, clock, now, stage_hook, ssh_probe) are for tests."""
     env = os.environ if env is None else env
     # openstacksdk warns about its own internal calls (e.g. find_image); not actionable for users.
     warnings.filterwarnings("ignore", module=r"openstack\.")
@@ -215,7 +233,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         opts = _options(args, env)
         cred = ch.find_credential(args.os_cloud, env)
-        cloud = ch.Cloud(cred)
+        cloud = ch.Cloud(cred, timeout=opts.http_timeout)
         ch.log(f"KVM@TACC: authenticating with the application credential from {cred.source}")
         cloud.authenticate()
         if not opts.user:
@@ -236,6 +254,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 "reservation_id": state.reservation_id,
                 "server": state.server,
                 "floating_ip": state.floating_ip,
+                "private_address": state.private_address,
                 "security_groups": state.security_groups,
                 "inventory": state.inventory,
                 "key_file": str(Path(opts.key_file).expanduser()),

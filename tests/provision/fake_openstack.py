@@ -10,13 +10,31 @@ TERMINATED entries, lease names are not unique, a flavor reservation creates the
 deletes the servers on its flavor, a duplicate security-group rule is a 409, a deleted port leaves its
 floating IP unassociated, by-id GETs of names are 404, Blazar errors carry ``error_message``.
 
+Upstream behaviours modelled on top (openstack/blazar@acc44dc, ChameleonCloud/blazar@bbd20e8, neutron-lib):
+
+- ``PUT /leases/<id>`` on a lease with a ``flavor:instance`` reservation answers 409 NotImplemented and
+  leaves the lease in ERROR (not a non-fatal exception of ``update_lease``); its reservation stays
+  ``active`` and the server keeps running. ``extend_allowed = True`` models a deployment that allows it.
+- Usage enforcement: ``max_lease_seconds`` (MaxLeaseDurationFilter) and ``allocation_denial``
+  (ExternalServiceFilter, e.g. used-up service units) refuse create and update with HTTP 400 (the code
+  upstream gives these NotAuthorized subclasses; ``enforcement_status = 403`` models the 403 that the
+  allocation service itself answers). They are non-fatal: the lease keeps its status.
+- Neutron quotas (Neutron's defaults per project): ``security_group_quota`` 10, ``security_group_rule_quota``
+  100, ``floating_ip_quota`` 50; over them Neutron answers 409 OverQuota "Quota exceeded for resources:
+  ['security_group']." (or 'security_group_rule', 'floatingip'); ``floating_ip_pool_size`` limits
+  the ``public`` pool, and an empty pool answers 409 IpAddressGenerationFailure "No more IP addresses
+  available on network <id>.".
+- ``reserved_flavor_id_is_reservation_id = False``: the reserved flavor gets another id, so only its extra
+  spec ``aggregate_instance_extra_specs:reservation`` finds it (python-chi's lookup).
+
 Knobs (attributes) let a test script the cloud: lease outcome and speed, server outcome and fault,
-capacity refusal, expired credential, extend refusal, and "lose the response of the Nth write".
+capacity refusal, expired credential, extend refusal, quotas, and "lose the response of the Nth write".
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import itertools
 import json
 import re
@@ -71,6 +89,14 @@ class FakeKvmTacc:
         self.server_create_error: tuple[int, str] | None = None  # e.g. (403, "Quota exceeded for instances")
         self.lose_response_of_write: int | None = None  # 1-based index among writes (token POSTs excluded)
         self.catalog_region = REGION
+        self.max_lease_seconds: int | None = None  # MaxLeaseDurationFilter; None: no limit
+        self.allocation_denial: str | None = None  # ExternalServiceFilter's message, e.g. SUs used up
+        self.enforcement_status = 400  # what Blazar renders enforcement refusals as (upstream: 400)
+        self.security_group_quota: int | None = 10  # Neutron's default per project
+        self.security_group_rule_quota: int | None = 100  # Neutron's default per project
+        self.floating_ip_quota: int | None = 50  # Neutron's default per project
+        self.floating_ip_pool_size: int | None = None  # addresses in `public`; None: never runs out
+        self.reserved_flavor_id_is_reservation_id = True  # upstream flavor plugin: flavor id = reservation id
 
         self.writes = 0
         self.history: list[tuple[str, str]] = []  # (method, path) of every request
@@ -242,7 +268,7 @@ class FakeKvmTacc:
             fip["status"] = "DOWN"
 
     def add_lease(self, name: str, status: str = "ACTIVE", user_id: str = USER_ID) -> dict[str, Any]:
-        lease = self._make_lease(name, user_id, M1_XLARGE_ID, "2026-01-01 10:00")
+        lease = self._make_lease(name, user_id, M1_XLARGE_ID, "2026-01-01 14:00", start="2026-01-01 10:00")
         self._set_lease_status(lease, status)
         return lease
 
@@ -407,8 +433,11 @@ class FakeKvmTacc:
     def _flavor_visible(self, f: dict[str, Any]) -> bool:
         if f["os-flavor-access:is_public"]:
             return True
-        lease = next((le for le in self.leases.values() if any(r["id"] == f["id"] for r in le["reservations"])), None)
-        return bool(lease and lease["status"] == "ACTIVE")
+        # Blazar grants the project access at lease start and revokes it at lease end (instance_plugin
+        # on_start/on_end): it follows the reservation, not the lease status (an ERROR lease keeps it).
+        rid = f["extra_specs"].get("aggregate_instance_extra_specs:reservation")
+        res = [r for le in self.leases.values() for r in le["reservations"] if r["id"] == rid]
+        return bool(res and res[0]["status"] == "active")
 
     def _create_server(self, req: dict[str, Any]) -> tuple:
         if self.server_create_error:
@@ -440,6 +469,7 @@ class FakeKvmTacc:
                 "extra_specs": {},
             },
             "_flavor_id": flavor["id"],
+            "_reservation_id": flavor["extra_specs"].get("aggregate_instance_extra_specs:reservation"),
             "image": {"id": req["imageRef"]},
             "metadata": req.get("metadata", {}),
             "tenant_id": PROJECT_ID,
@@ -613,8 +643,21 @@ class FakeKvmTacc:
     def _group_view(self, g: dict[str, Any]) -> dict[str, Any]:
         return dict(copy.deepcopy(g), security_group_rules=copy.deepcopy(self.rules_of(g["id"])))
 
+    @staticmethod
+    def _over_quota(resource: str) -> tuple:
+        return 409, {
+            "NeutronError": {
+                "type": "OverQuota",
+                "message": f"Quota exceeded for resources: ['{resource}'].",
+                "detail": "",
+            }
+        }
+
     def _neutron_create(self, collection: str, attrs: dict[str, Any]) -> tuple | None:
         if collection == "security-groups":
+            used = sum(1 for g in self.security_groups.values() if g["project_id"] == PROJECT_ID)
+            if self.security_group_quota is not None and used >= self.security_group_quota:
+                return self._over_quota("security_group")
             g = self._add_group(self._id("sg"), attrs["name"], attrs.get("description", ""))
             # Neutron adds the two egress rules to every new group
             self._add_rule(g["id"], "egress", None, None, None, None)
@@ -623,6 +666,8 @@ class FakeKvmTacc:
             gid = attrs["security_group_id"]
             if gid not in self.security_groups:
                 return 404, {"NeutronError": {"type": "SecurityGroupNotFound", "message": "not found", "detail": ""}}
+            if self.security_group_rule_quota is not None and len(self.rules) >= self.security_group_rule_quota:
+                return self._over_quota("security_group_rule")
             key = ("direction", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix")
             for r in self.rules_of(gid):
                 if all(r.get(k) == attrs.get(k) for k in key) and r["ethertype"] == attrs.get("ethertype", "IPv4"):
@@ -648,6 +693,16 @@ class FakeKvmTacc:
             port_id = attrs.get("port_id")
             if port_id and port_id not in self.ports:
                 return 404, {"NeutronError": {"type": "PortNotFound", "message": "port not found", "detail": ""}}
+            if self.floating_ip_quota is not None and len(self.fips) >= self.floating_ip_quota:
+                return self._over_quota("floatingip")
+            if self.floating_ip_pool_size is not None and len(self.fips) >= self.floating_ip_pool_size:
+                return 409, {
+                    "NeutronError": {
+                        "type": "IpAddressGenerationFailure",
+                        "message": f"No more IP addresses available on network {PUBLIC_NET_ID}.",
+                        "detail": "",
+                    }
+                }
             fip = self._new_fip(attrs.get("description", ""), port_id)
             return 201, {"floatingip": copy.deepcopy(fip)}
         return None
@@ -675,8 +730,11 @@ class FakeKvmTacc:
     def _blazar_error(self, status: int, message: str) -> tuple:
         return status, {"error_code": status, "error_message": message, "error_name": status}
 
-    def _make_lease(self, name: str, user_id: str, flavor_id: str, end: str) -> dict[str, Any]:
+    def _make_lease(
+        self, name: str, user_id: str, flavor_id: str, end: str, start: str | None = None
+    ) -> dict[str, Any]:
         lid, rid = str(uuid.uuid4()), str(uuid.uuid4())
+        start = start or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
         src = self.flavors[flavor_id]
         lease = {
             "id": lid,
@@ -686,7 +744,7 @@ class FakeKvmTacc:
             "user_id": user_id,
             "project_id": PROJECT_ID,
             "trust_id": "t",
-            "start_date": "2026-01-01T10:00:00.000000",
+            "start_date": start.replace(" ", "T") + ":00.000000",
             "end_date": end.replace(" ", "T") + ":00.000000",
             "created_at": "2026-01-01 10:00:00",
             "updated_at": None,
@@ -709,19 +767,44 @@ class FakeKvmTacc:
                 }
             ],
             "events": [
-                {"event_type": "start_lease", "status": "UNDONE", "time": "2026-01-01T10:00:00.000000"},
+                {"event_type": "start_lease", "status": "UNDONE", "time": start.replace(" ", "T") + ":00.000000"},
                 {"event_type": "end_lease", "status": "UNDONE", "time": end},
             ],
         }
         self.leases[lid] = lease
         self.lease_polls[lid] = 0
-        reserved = self._flavor(rid, f"reservation:{rid}", src["vcpus"], src["ram"], src["disk"], public=False)
+        fid = rid if self.reserved_flavor_id_is_reservation_id else str(uuid.uuid4())
+        reserved = self._flavor(fid, f"reservation:{rid}", src["vcpus"], src["ram"], src["disk"], public=False)
         reserved["extra_specs"] = {
             "aggregate_instance_extra_specs:reservation": rid,
             f"resources:CUSTOM_RESERVATION_{rid.upper().replace('-', '_')}": "1",
         }
-        self.flavors[rid] = reserved
+        self.flavors[fid] = reserved
         return lease
+
+    def reserved_flavor(self, reservation_id: str) -> dict[str, Any] | None:
+        """The flavor Blazar made for a reservation (found by its extra spec, as python-chi does)."""
+        return next(
+            (
+                f
+                for f in self.flavors.values()
+                if f["extra_specs"].get("aggregate_instance_extra_specs:reservation") == reservation_id
+            ),
+            None,
+        )
+
+    def _enforcement_refusal(self, start: dt.datetime, end: dt.datetime) -> tuple | None:
+        """Blazar's usage enforcement on create and update (non-fatal: the lease keeps its status)."""
+        seconds = int((end - start).total_seconds())
+        if self.max_lease_seconds is not None and seconds > self.max_lease_seconds:
+            return self._blazar_error(
+                self.enforcement_status,
+                f"Lease duration of {seconds} seconds must be less than or equal to the maximum lease "
+                f"duration of {self.max_lease_seconds} seconds.",
+            )
+        if self.allocation_denial:
+            return self._blazar_error(self.enforcement_status, self.allocation_denial)
+        return None
 
     def _set_lease_status(self, lease: dict[str, Any], status: str) -> None:
         lease["status"] = status
@@ -759,6 +842,11 @@ class FakeKvmTacc:
                 return self._blazar_error(
                     400, f"{body['end_date']} is an invalid date. Required format: %Y-%m-%d %H:%M"
                 )
+            now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+            end = dt.datetime.strptime(body["end_date"], "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
+            refusal = self._enforcement_refusal(now, end)
+            if refusal:
+                return refusal
             lease = self._make_lease(body["name"], USER_ID, res["flavor_id"], body["end_date"])
             return 201, {"lease": copy.deepcopy(lease)}
         m = re.fullmatch(r"/leases/([^/]+)", p)
@@ -770,20 +858,34 @@ class FakeKvmTacc:
                 self._advance_lease(lease)
                 return 200, {"lease": copy.deepcopy(lease)}
             if method == "PUT":
-                if not self.extend_allowed:
+                if set(body) == {"name"}:  # a name-only update is always allowed
+                    lease["name"] = body["name"]
+                    return 200, {"lease": copy.deepcopy(lease)}
+                flavor = any(r["resource_type"] == "flavor:instance" for r in lease["reservations"])
+                if flavor and not self.extend_allowed:
+                    # NotImplemented is not among update_lease's non-fatal exceptions: the status decorator
+                    # leaves the lease in ERROR; reservations, events and servers are not touched.
+                    lease["status"] = "ERROR"
                     return self._blazar_error(
                         409,
-                        "NotImplemented 'Updating leases for 'flavor:instance' type reservations is not "
-                        "yet supported.'",
+                        "Updating leases for 'flavor:instance' type reservations is not yet supported.",
                     )
+                start = dt.datetime.strptime(lease["start_date"], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
+                end = dt.datetime.strptime(body["end_date"], "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
+                refusal = self._enforcement_refusal(start, end)
+                if refusal:
+                    return refusal
                 lease["end_date"] = body["end_date"].replace(" ", "T") + ":00.000000"
+                lease["events"][1]["time"] = lease["end_date"]
                 return 200, {"lease": copy.deepcopy(lease)}
             if method == "DELETE":
                 rids = {r["id"] for r in lease["reservations"]}
-                for sid in [s["id"] for s in self.servers.values() if s["_flavor_id"] in rids]:
+                for sid in [s["id"] for s in self.servers.values() if s["_reservation_id"] in rids]:
                     self._remove_server(sid)  # Blazar deletes instances on the reserved flavor
                 for rid in rids:
-                    self.flavors.pop(rid, None)
+                    flavor = self.reserved_flavor(rid)
+                    if flavor:
+                        del self.flavors[flavor["id"]]
                 del self.leases[lease["id"]]
                 return 204, None
         return None

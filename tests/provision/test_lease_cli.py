@@ -47,7 +47,7 @@ def assert_complete(fake: FakeKvmTacc, inventory: Path) -> None:
     assert lease["status"] == "ACTIVE"
     (server,) = my_servers(fake)
     assert server["status"] == "ACTIVE"
-    assert server["_flavor_id"] == lease["reservations"][0]["id"]
+    assert server["_reservation_id"] == lease["reservations"][0]["id"]
     (port,) = [p for p in fake.ports.values() if p["device_id"] == server["id"]]
     for name, tcp in ch.SECURITY_GROUPS.items():
         (group,) = fake.groups_named(name)
@@ -58,7 +58,10 @@ def assert_complete(fake: FakeKvmTacc, inventory: Path) -> None:
     (fip,) = mine
     assert fip["port_id"] == port["id"]
     inv = yaml.safe_load(inventory.read_text())
-    assert inv["all"]["hosts"][SERVER]["ansible_host"] == fip["floating_ip_address"]
+    host = inv["all"]["hosts"][SERVER]
+    assert host["ansible_host"] == fip["floating_ip_address"]
+    # services bind the address on the VM's interface (the port's fixed IP), never the NAT'd floating IP
+    assert host["gourmetgram_private_address"] == port["fixed_ips"][0]["ip_address"] == fip["fixed_ip_address"]
 
 
 # ------------------------------------------------------------------------------------------ up
@@ -210,10 +213,11 @@ def test_server_error_reports_fault(fake: FakeKvmTacc, run: Any) -> None:
     assert fake.servers == {} and fake.leases == {}
 
 
-def test_quota_refusal_is_cloud_refused(fake: FakeKvmTacc, run: Any) -> None:
+def test_instance_quota_refusal_has_the_quota_code(fake: FakeKvmTacc, run: Any) -> None:
     fake.server_create_error = (403, "Quota exceeded for instances: Requested 1, but already used 10 of 10")
     r = run("up")
-    assert r.code == 4 and "Quota exceeded for instances" in r.err
+    assert r.code == 10 and r.out["error"]["kind"] == "quota"
+    assert "Quota exceeded for instances" in r.err and "credential" not in r.out["error"]["message"]
     fake.server_create_error = None
     assert run("up").code == 0
     assert_complete(fake, run.inventory)
@@ -347,6 +351,7 @@ def test_public_key_is_imported_when_key_pair_missing(fake: FakeKvmTacc, run: An
 
 # ------------------------------------------------------------------------------------------ groups
 def test_existing_groups_are_reused_and_missing_rules_repaired(fake: FakeKvmTacc, run: Any) -> None:
+    fake.security_group_quota = 20  # 5 groups exist already: this project's quota was raised
     bare = fake.add_security_group("allow-8000")  # made on the dashboard, rule forgotten
     good = fake.add_security_group("allow-ssh", 22)
     fake.add_security_group("allow-8080", 8080)
@@ -444,14 +449,6 @@ def test_status_is_read_only(fake: FakeKvmTacc, run: Any) -> None:
     assert writes(fake) == []
 
 
-def test_extend_refused_clearly(fake: FakeKvmTacc, run: Any) -> None:
-    assert run("up").code == 0
-    r = run("extend", "--hours", "2")
-    assert r.code == 4
-    assert "refused to extend" in r.err and "not yet supported" in r.err
-    assert "the server is deleted then" in r.err
-
-
 def test_extend_when_allowed(fake: FakeKvmTacc, run: Any) -> None:
     assert run("up").code == 0
     (lease,) = fake.live_leases()
@@ -488,6 +485,7 @@ def test_inventory_is_accepted_by_ansible_inventory(fake: FakeKvmTacc, run: Any)
     hostvars = listing["_meta"]["hostvars"][SERVER]
     assert hostvars["ansible_host"] == ip
     assert hostvars["gourmetgram_public_address"] == ip
+    assert hostvars["gourmetgram_private_address"] == r.out["private_address"] != ip
     assert hostvars["ansible_user"] == "cc"
     assert hostvars["ansible_ssh_private_key_file"] == str(run.key)
     assert hostvars["ansible_python_interpreter"] == "/usr/bin/python3"
