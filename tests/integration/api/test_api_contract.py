@@ -50,7 +50,7 @@ def test_openapi_states_every_response(api: str, client: httpx.Client, tmp_path:
 
     report = tmp_path / "schemathesis.json"
     t0 = time.perf_counter()
-    run = subprocess.run(schemathesis_cmd(api, report), capture_output=True, text=True, timeout=600)
+    run = subprocess.run(schemathesis_cmd(api, report), capture_output=True, text=True, timeout=600, cwd=tmp_path)
     seconds = time.perf_counter() - t0
     out = run.stdout + run.stderr
     summary = out[out.rfind("SUMMARY") :] if "SUMMARY" in out else out[-3000:]
