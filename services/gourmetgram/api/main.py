@@ -1,4 +1,5 @@
-"""``gourmetgram-api``: uvicorn with API_HOST / API_PORT / API_WORKERS from the settings."""
+"""``gourmetgram-api``: uvicorn with API_HOST / API_PORT / API_WORKERS from the settings,
+on uvloop and httptools (see the worker-model notes in ``gourmetgram.api.app``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ def run() -> None:
         host=settings.api_host,
         port=settings.api_port,
         workers=settings.api_workers,
+        loop="uvloop",
+        http="httptools",
         access_log=False,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,

@@ -57,6 +57,8 @@ class ApiSettings(DatabaseSettings, KafkaSettings, S3Settings, LogSettings):
     # Public URL prefix for stored images; defaults to the S3 endpoint.
     s3_public_url: str | None = None
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    # Uploads declaring more pixels than this are refused (413) before any decoding.
+    max_image_pixels: int = Field(40_000_000, gt=0)
     outbox_poll_interval: float = Field(0.2, gt=0)
     outbox_batch_size: int = Field(500, ge=1)
     outbox_relay_enabled: bool = True

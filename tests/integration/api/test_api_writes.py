@@ -156,10 +156,14 @@ def test_upload_checks_before_storage(client: httpx.Client, s3: Any) -> None:
         "/upload/", data={"user_id": user_id}, files={"file": ("x.jpg", b"GIF89a" + b"\0" * 64, "image/jpeg")}
     )
     assert r.status_code == 415 and "JPEG, PNG or WebP" in r.json()["detail"]
+    # every 422 has the validation shape: a list of {loc, msg, type}
     r = client.post("/upload/", data={"user_id": user_id}, files={"file": ("x.jpg", jpeg_bytes()[:40], "image/jpeg")})
-    assert (r.status_code, r.json()["detail"]) == (422, "File is not a valid JPEG image")
+    assert r.status_code == 422
+    assert r.json()["detail"] == [
+        {"loc": ["body", "file"], "msg": "File is not a valid JPEG image", "type": "value_error"}
+    ]
     r = client.post("/upload/", data={"user_id": user_id}, files={"file": ("x.jpg", b"", "image/jpeg")})
-    assert (r.status_code, r.json()["detail"]) == (422, "File is empty")
+    assert (r.status_code, r.json()["detail"][0]["msg"]) == (422, "File is empty")
     big = jpeg_bytes() + b"\0" * MAX_UPLOAD
     r = client.post("/upload/", data={"user_id": user_id}, files={"file": ("x.jpg", big, "image/jpeg")})
     assert r.status_code == 413 and f"limit is {MAX_UPLOAD} bytes" in r.json()["detail"]

@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 
 import pytest
 from PIL import Image
@@ -43,3 +45,35 @@ def test_truncated_or_mislabelled_data_is_not_decodable() -> None:
     jpeg = _encode("JPEG")
     assert not imaging.is_decodable(jpeg[:20], imaging.JPEG)
     assert not imaging.is_decodable(_encode("PNG"), imaging.JPEG)
+
+
+def png_declaring(width: int, height: int, padding: int = 0) -> bytes:
+    """A structurally valid 1-bit greyscale PNG header declaring width×height (its IDAT is short)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * (1 + padding)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_is_refused_without_decoding() -> None:
+    bomb = png_declaring(30000, 30000, padding=16_000_000)
+    assert 10_000 < len(bomb) < 40_000
+    assert imaging.detect_image_type(bomb[: imaging.MAGIC_BYTES_NEEDED]) == imaging.PNG
+    # over Pillow's own 2x MAX_IMAGE_PIXELS (DecompressionBombError) and over ours
+    assert imaging.inspect(bomb, imaging.PNG, 40_000_000) is imaging.Verdict.TOO_MANY_PIXELS
+    # under Pillow's limits but over ours: our bound decides
+    assert imaging.inspect(png_declaring(8000, 6000), imaging.PNG, 40_000_000) is imaging.Verdict.TOO_MANY_PIXELS
+    assert imaging.inspect(png_declaring(8000, 6000), imaging.PNG, 50_000_000) is not imaging.Verdict.TOO_MANY_PIXELS
+
+
+def test_inspect_accepts_real_images_under_the_bound() -> None:
+    assert imaging.inspect(_encode("PNG"), imaging.PNG, 16 * 16) is imaging.Verdict.OK
+    assert imaging.inspect(_encode("PNG"), imaging.PNG, 16 * 16 - 1) is imaging.Verdict.TOO_MANY_PIXELS
+    assert imaging.inspect(_encode("JPEG")[:30], imaging.JPEG, 10**6) is imaging.Verdict.INVALID

@@ -40,3 +40,33 @@ def test_optional_form_text() -> None:
     assert schemas.clean_optional_text(" hi ", "caption", 10) == "hi"
     with pytest.raises(ValueError, match="caption must be at most 10"):
         schemas.clean_optional_text("x" * 11, "caption", 10)
+
+
+@pytest.mark.parametrize("name", ["abc\n", " abc", "abc\t ", "\nabc\n"])
+def test_usernames_are_trimmed_before_the_rule(name: str) -> None:
+    assert schemas.UserCreate(username=name).username == "abc"
+
+
+@pytest.mark.parametrize("name", ["ab\nc", "abc\x00", "abc\ud800"])
+def test_inner_control_characters_and_surrogates_refused_in_usernames(name: str) -> None:
+    with pytest.raises(ValidationError, match="username must be 3-64 characters"):
+        schemas.UserCreate(username=name)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("yum\x00", "content must not contain NUL bytes"), ("yum\ud800", "unpaired surrogate"), ("\udfff", "surrogate")],
+)
+def test_unencodable_text_refused(value: str, message: str) -> None:
+    ids = {"image_id": uuid.uuid4(), "user_id": uuid.uuid4()}
+    with pytest.raises(ValidationError, match=message):
+        schemas.CommentCreate(content=value, **ids)
+    with pytest.raises(ValidationError, match=message.replace("content", "reason")):
+        schemas.FlagCreate(user_id=uuid.uuid4(), reason=value, image_id=uuid.uuid4())
+    with pytest.raises(ValueError, match=message.replace("content", "caption")):
+        schemas.clean_optional_text(value, "caption", 100)
+
+
+def test_paired_surrogates_are_ordinary_text() -> None:
+    # JSON "\ud83c\udf5d" decodes to one code point (U+1F35D), which is valid text.
+    assert schemas.clean_text('"\ud83c\udf5d"'.encode("utf-16", "surrogatepass").decode("utf-16"), "c", 10)
