@@ -21,7 +21,7 @@ import os, json
 from pathlib import Path
 from IPython.display import Image, display
 from gourmetgram.common import names, logs
-from gourmetgram.etl.catalog import load_catalog
+from gourmetgram.etl.catalog import load_catalog, open_table
 from gourmetgram.training import trainer
 
 logs.setup("WARNING")
@@ -37,7 +37,7 @@ print(f"RSS now: {trainer.rss_bytes() / 2**20:.0f} MiB")"""
 
 S1 = """\
 # Scenario 1: the real table is small, so loading it whole is fine.
-df = trainer.load_full(catalog.load_table(TRAINING_TABLE))
+df = trainer.load_full(open_table(catalog, TRAINING_TABLE))
 print(f"{len(df):,} rows, {df.memory_usage(deep=True).sum() / 2**20:.1f} MiB in pandas")
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -57,7 +57,7 @@ S2 = """\
 if os.environ.get("GG_SKIP_OOM_DEMO") == "1":
     print("skipped (GG_SKIP_OOM_DEMO=1)")
 else:
-    large = trainer.load_full(catalog.load_table(LARGE_TABLE))
+    large = trainer.load_full(open_table(catalog, LARGE_TABLE))
     mib = large.memory_usage(deep=True).sum() / 2**20
     print(f"{len(large):,} rows, {mib:.0f} MiB -- it fit: is there no memory limit here?")"""
 
@@ -67,7 +67,7 @@ def progress(epoch, batch, rss):
     if batch % 50 == 0:
         print(f"epoch {epoch + 1} batch {batch}: RSS {rss / 2**20:.0f} MiB")
 
-result = trainer.train_streaming(trainer.batch_source(catalog.load_table(LARGE_TABLE)), epochs=1, on_batch=progress)
+result = trainer.train_streaming(trainer.batch_source(open_table(catalog, LARGE_TABLE)), epochs=1, on_batch=progress)
 print(f"SUCCESS: {result.rows_train:,} rows trained, {result.rows_test:,} held out")
 print(json.dumps({k: v for k, v in result.metrics.items()}, indent=1))
 plots = trainer.save_plots(result, MODELS / "demo")
@@ -79,7 +79,7 @@ display(Image(plots["rss"]))"""
 
 S4_TRAIN = """\
 # Scenario 4: the streaming trainer on the real table built by the ETL (moderation.training_data).
-result = trainer.train_streaming(trainer.batch_source(catalog.load_table(TRAINING_TABLE)), epochs=5)
+result = trainer.train_streaming(trainer.batch_source(open_table(catalog, TRAINING_TABLE)), epochs=5)
 print(f"{result.rows_train:,} training rows, {result.rows_test:,} held-out rows (split by image)")
 print(json.dumps(result.metrics, indent=1))
 plots = trainer.save_plots(result, MODELS)

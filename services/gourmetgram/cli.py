@@ -21,6 +21,20 @@ _DELEGATED = {"train": "train_main", "generate-large-dataset": "generate_main"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a failure a student can act on is printed as ``error: …`` + hint, exit 2."""
+    from gourmetgram.common.errors import explain
+
+    try:
+        return _run(argv)
+    except Exception as exc:
+        known = explain(exc)
+        if known is None:
+            raise
+        print(f"error: {known}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="gourmetgram", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

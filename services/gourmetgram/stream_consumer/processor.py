@@ -211,7 +211,7 @@ class StreamProcessor:
                     self.stats.milestones += 1
                 logs.event(
                     log,
-                    f"MILESTONE REACHED! Image {rec['image_id'][:8]}... hit {int(rec['value']):,} total views",
+                    f"{names.LOG_MILESTONE} Image {rec['image_id'][:8]}... hit {int(rec['value']):,} total views",
                     image_id=rec["image_id"],
                     milestone=rec["value"],
                     persisted=bool(inserted),
@@ -240,7 +240,7 @@ class StreamProcessor:
             if trigger == names.TRIGGER_VIRAL:
                 logs.event(
                     log,
-                    f"VIRAL CONTENT ALERT! Image {image_id[:8]}... received {count} views in 5 minutes "
+                    f"{names.LOG_VIRAL} Image {image_id[:8]}... received {count} views in 5 minutes "
                     f"(threshold: {rec['threshold']})",
                     level=30,
                     image_id=image_id,
@@ -250,7 +250,7 @@ class StreamProcessor:
             elif trigger == names.TRIGGER_SUSPICIOUS:
                 logs.event(
                     log,
-                    f"SUSPICIOUS ACTIVITY ALERT! Image {image_id[:8]}... received {count} comments in 1 minute "
+                    f"{names.LOG_SUSPICIOUS} Image {image_id[:8]}... received {count} comments in 1 minute "
                     f"(threshold: {rec['threshold']})",
                     level=30,
                     image_id=image_id,
@@ -260,7 +260,7 @@ class StreamProcessor:
             else:
                 logs.event(
                     log,
-                    f"POPULAR POST! Image {image_id[:8]}... received {count} views in 1 hour "
+                    f"{names.LOG_POPULAR} Image {image_id[:8]}... received {count} views in 1 hour "
                     f"(threshold: {rec['threshold']})",
                     image_id=image_id,
                     trigger=trigger,

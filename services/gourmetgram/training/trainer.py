@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from gourmetgram.common import features, names
+from gourmetgram.common.errors import NoTrainingRows
 from gourmetgram.common.logs import event, get_logger
 
 log = get_logger("training.trainer")
@@ -138,7 +139,7 @@ def train_streaming(
             rows_train += len(train)
         rss.append(rss_bytes())
     if rows_train == 0:
-        raise ValueError("no training rows")
+        raise NoTrainingRows()
     encoder = make_encoder()
     weights = {c: rows_train / (2.0 * max(class_counts[c], 1)) for c in (0, 1)}
     # averaged SGD: with balanced sample weights, plain SGD's last iterate oscillates (held-out AUC ~0.5
