@@ -33,7 +33,8 @@ MODELS = Path(os.environ.get("GG_MODELS_DIR", "models"))
 MODELS.mkdir(parents=True, exist_ok=True)
 print("numeric:", trainer.features.MODEL_NUMERIC_FEATURES)
 print("categorical:", trainer.features.MODEL_CATEGORICAL_FEATURES, "label:", names.LABEL_COLUMN)
-print(f"RSS now: {trainer.rss_bytes() / 2**20:.0f} MiB")"""
+print(f"RSS now: {trainer.rss_bytes() / 2**20:.0f} MiB")
+print("memory cap:", os.environ.get("GG_KERNEL_MEMORY_CAP", "none (not started by the capped kernel spec)"))"""
 
 S1 = """\
 # Scenario 1: the real table is small, so loading it whole is fine.
@@ -52,14 +53,16 @@ model = LogisticRegression(max_iter=1000, class_weight="balanced").fit(x[~held_o
 print(json.dumps(trainer.evaluate(y[held_out], model.predict_proba(x[held_out])[:, 1]), indent=1))"""
 
 S2 = """\
-# Scenario 2: the same call on the 10M-row table. Under a 512 MB limit the kernel kills this
-# kernel (OOM) -- that is the lesson. Restart the kernel afterwards and run the setup cell again.
+# Scenario 2: the same call on the 10M-row table. This kernel runs in a 512 MB memory cgroup (the
+# lab's docker --memory=512m), so the kernel's OOM killer ends it: Jupyter says "The kernel appears
+# to have died" -- that is the lesson. Restart the kernel, run the setup cell again, then scenario 3.
 if os.environ.get("GG_SKIP_OOM_DEMO") == "1":
     print("skipped (GG_SKIP_OOM_DEMO=1)")
 else:
     large = trainer.load_full(open_table(catalog, LARGE_TABLE))
     mib = large.memory_usage(deep=True).sum() / 2**20
-    print(f"{len(large):,} rows, {mib:.0f} MiB -- it fit: is there no memory limit here?")"""
+    cap = os.environ.get("GG_KERNEL_MEMORY_CAP", "none")
+    print(f"{len(large):,} rows, {mib:.0f} MiB -- it fit: no memory cap was enforced here ({cap})")"""
 
 S3 = """\
 # Scenario 3: stream the large table in Arrow batches; memory stays flat whatever the row count.

@@ -132,6 +132,10 @@ LABEL_COLUMN: Final = "label_needs_moderation_24h"  # the lab's column name, wha
 LABEL_HORIZON_MINUTES: Final = 5
 LABEL_HORIZON_HOURS: Final = LABEL_HORIZON_MINUTES / 60
 
+# --- Notebooks (lab step 7b: `docker run --memory=512m`) -------------------------------------------------
+KERNEL_MEMORY_LIMIT_MB: Final = 512  # the Jupyter kernels' cgroup memory cap (no swap)
+KERNEL_SPEC_NAME: Final = "python3"  # the capped kernel spec replaces the default one for the deployed Jupyter
+
 # --- Food-11 ---------------------------------------------------------------------------------------------
 FOOD11_CLASSES: Final = (
     "Bread",
