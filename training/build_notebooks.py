@@ -22,9 +22,12 @@ from pathlib import Path
 from IPython.display import Image, display
 from gourmetgram.common import names, logs
 from gourmetgram.etl.catalog import load_catalog, open_table
+from gourmetgram.common.errors import LabError, NoTrainingRows
 from gourmetgram.training import trainer
 
 logs.setup("WARNING")
+# A failure you can act on (a missing table, no rows yet) prints what to do instead of a traceback.
+get_ipython().set_custom_exc((LabError,), lambda shell, etype, value, tb, tb_offset=None: print(f"error: {value}"))
 # DATABASE_URL + S3_* (or PYICEBERG_CATALOG__GOURMETGRAM__*) from the environment
 catalog = load_catalog()
 TRAINING_TABLE = os.environ.get("GG_TRAINING_TABLE", names.ICEBERG_TRAINING_DATA)
@@ -39,6 +42,8 @@ print("memory cap:", os.environ.get("GG_KERNEL_MEMORY_CAP", "none (not started b
 S1 = """\
 # Scenario 1: the real table is small, so loading it whole is fine.
 df = trainer.load_full(open_table(catalog, TRAINING_TABLE))
+if df.empty:
+    raise NoTrainingRows(TRAINING_TABLE)
 print(f"{len(df):,} rows, {df.memory_usage(deep=True).sum() / 2**20:.1f} MiB in pandas")
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler

@@ -95,7 +95,14 @@ def _run(argv: list[str] | None) -> int:
         from gourmetgram.common.storage import s3_client
         from gourmetgram.tools import stats
 
-        print(json.dumps(stats.models(s3_client(S3Settings())), indent=2, default=str))  # type: ignore[call-arg]
+        found = stats.models(s3_client(S3Settings()))  # type: ignore[call-arg]
+        print(json.dumps(found, indent=2, default=str))
+        if found["metadata"] is None:
+            print(
+                "no model published yet: run training/training.ipynb in Jupyter or `sudo gourmetgram train --publish`"
+                " (lab step 7)",
+                file=sys.stderr,
+            )
     elif args.command == "verify-pipeline":
         from gourmetgram.etl import verify  # provided by the ETL package
 
