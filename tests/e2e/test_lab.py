@@ -158,7 +158,7 @@ def test_step6_both_dags_through_airflow_then_training_data(platform: Sandbox) -
     assert "Table: moderation.training_data" in out and rows >= 200 and labels, out
     assert int(labels.group(1)) > 0 and int(labels.group(2)) > 0, out
     STATE["training_rows"] = rows
-    log(f"step 6: moderation.training_data has {rows} rows")
+    log(f"step 6: moderation.training_data has {rows} rows, {labels.group(1)} positive, {labels.group(2)} negative")
 
 
 # --- step 7 ---------------------------------------------------------------------------------------
