@@ -8,9 +8,11 @@ transform_features the 26 features at 0, 5 and 30 min after upload — the share
                   within the label horizon; images younger than the horizon are left out
 load_iceberg      overwrite moderation.training_data (re-running leaves the same rows)
 
-The cutoff is the run's data interval end (a manual "Trigger DAG" run ends now) or the
-``cutoff`` param. ``label_horizon_hours`` (param, else env LABEL_HORIZON_HOURS, else 24) can be
-made short in a lab so that minutes of generated data already yield labelled rows.
+The cutoff is the ``cutoff`` param, else the run's data interval end (Airflow 3 gives toggled and
+triggered runs a zero-length interval at the run time), capped at the instant
+event_aggregations.events is complete (the aggregation run before it read the events up to then).
+``label_horizon_hours`` (param, else env LABEL_HORIZON_HOURS, else 5 minutes:
+gourmetgram.common.names.LABEL_HORIZON_MINUTES) — images younger than it wait for their label.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from gourmetgram.common import names
     tags=["etl", "postgres", "iceberg", "features"],
     default_args={"owner": "gourmetgram", "retries": 1, "retry_delay": timedelta(minutes=5)},
     params={
-        "label_horizon_hours": Param(None, type=["null", "number"], description="default: env or 24"),
+        "label_horizon_hours": Param(
+            None, type=["null", "number"], description=f"default: env or {names.LABEL_HORIZON_MINUTES} min"
+        ),
         "cutoff": Param(None, type=["null", "string"], description="ISO timestamp; default: interval end"),
     },
     doc_md=__doc__,
@@ -41,19 +45,19 @@ def etl_moderation():
     @task
     def extract_data() -> dict:
         from gourmetgram.common.storage import s3_client
-        from gourmetgram.etl import moderation
+        from gourmetgram.etl import catalog, moderation
         from gourmetgram.etl.config import settings_from_airflow
 
         ctx = get_current_context()
         cutoff_param = ctx["params"].get("cutoff")
         if cutoff_param:
             cutoff = datetime.fromisoformat(cutoff_param)
-        else:
+        else:  # a toggled or triggered run: its interval is zero-length and ends at the run time
             cutoff = ctx.get("data_interval_end") or datetime.now(UTC)
-        cutoff = cutoff.astimezone(UTC)
+        settings = settings_from_airflow()
+        cutoff = moderation.effective_cutoff(catalog.load_catalog(settings), cutoff.astimezone(UTC))
         logical = ctx.get("logical_date")
         ds = (logical or cutoff).astimezone(UTC).date().isoformat()
-        settings = settings_from_airflow()
         return moderation.extract(settings, s3_client(settings), ds, cutoff)
 
     @task

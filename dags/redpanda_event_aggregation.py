@@ -17,10 +17,16 @@ from gourmetgram.common import names
 
 
 def _interval() -> tuple[datetime, datetime]:
+    """The run's data interval; a run without one — Airflow 3 gives toggled, triggered and (with
+    the default trigger timetables) scheduled runs a zero-length interval at the run time — reads
+    the hour up to the run time, its end rounded up to the next 5-minute boundary (the events so
+    far of the last bucket; the next run replaces it)."""
+    from gourmetgram.etl.aggregation import ceil_bucket
+
     ctx = get_current_context()
     start, end = ctx.get("data_interval_start"), ctx.get("data_interval_end")
-    if start is None or end is None or start >= end:  # a manual run without an interval: the last hour
-        end = end or datetime.now(UTC)
+    if start is None or end is None or start >= end:
+        end = ceil_bucket(end or datetime.now(UTC))
         start = end - timedelta(hours=1)
     return start.astimezone(UTC), end.astimezone(UTC)
 
@@ -57,7 +63,8 @@ def redpanda_event_aggregation():
         start, end = datetime.fromisoformat(staged["start"]), datetime.fromisoformat(staged["end"])
         iceberg, now = catalog.load_catalog(settings), datetime.now(UTC)
         if event_type is None:
-            return aggregation.write_events(iceberg, events, start, end, now)
+            covered = datetime.fromisoformat(staged["stats"]["covered_until"])
+            return aggregation.write_events(iceberg, events, start, end, now, covered)
         return aggregation.write_windows(iceberg, event_type, events, start, end, now)
 
     @task

@@ -32,8 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LAB = os.environ.get("GG_E2E_LAB", "e2e")
 KEEP = os.environ.get("GG_E2E_KEEP") == "1"
 REUSE = os.environ.get("GG_E2E_REUSE") == "1"
-# 20,000 events/h instead of 3,000 so that flags (2 % of events) show up within a minute.
-FAST_GENERATOR = json.dumps({"gourmetgram_service_extra_env": {"generator": {"GENERATOR_ARRIVAL_RATE": "20000"}}})
 
 
 def shared() -> bool:
@@ -159,12 +157,12 @@ def deploy() -> Iterator[Sandbox]:
             check=False,
         )
     try:
-        out = s.command("status", label="status") if REUSE else s.up("-e", FAST_GENERATOR, label="deploy")
+        out = s.command("status", label="status") if REUSE else s.up(label="deploy")
         m = re.search(r"GourmetGram is up on (\S+) \(([\d.]+)\)", out)
         assert m, out[-3000:]
         s.host, s.address = m.group(1), m.group(2)
         if REUSE:
-            s.up_args = ("-e", FAST_GENERATOR, "-e", "gourmetgram_inference_mode=model")
+            s.up_args = ("-e", "gourmetgram_inference_mode=model")
         log(f"deployed on {s.host} ({s.address})")
         yield s
     finally:

@@ -21,10 +21,13 @@ import os, json
 from pathlib import Path
 from IPython.display import Image, display
 from gourmetgram.common import names, logs
-from gourmetgram.etl.catalog import load_catalog
+from gourmetgram.etl.catalog import load_catalog, open_table
+from gourmetgram.common.errors import LabError, NoTrainingRows
 from gourmetgram.training import trainer
 
 logs.setup("WARNING")
+# A failure you can act on (a missing table, no rows yet) prints what to do instead of a traceback.
+get_ipython().set_custom_exc((LabError,), lambda shell, etype, value, tb, tb_offset=None: print(f"error: {value}"))
 # DATABASE_URL + S3_* (or PYICEBERG_CATALOG__GOURMETGRAM__*) from the environment
 catalog = load_catalog()
 TRAINING_TABLE = os.environ.get("GG_TRAINING_TABLE", names.ICEBERG_TRAINING_DATA)
@@ -33,11 +36,14 @@ MODELS = Path(os.environ.get("GG_MODELS_DIR", "models"))
 MODELS.mkdir(parents=True, exist_ok=True)
 print("numeric:", trainer.features.MODEL_NUMERIC_FEATURES)
 print("categorical:", trainer.features.MODEL_CATEGORICAL_FEATURES, "label:", names.LABEL_COLUMN)
-print(f"RSS now: {trainer.rss_bytes() / 2**20:.0f} MiB")"""
+print(f"RSS now: {trainer.rss_bytes() / 2**20:.0f} MiB")
+print("memory cap:", os.environ.get("GG_KERNEL_MEMORY_CAP", "none (not started by the capped kernel spec)"))"""
 
 S1 = """\
 # Scenario 1: the real table is small, so loading it whole is fine.
-df = trainer.load_full(catalog.load_table(TRAINING_TABLE))
+df = trainer.load_full(open_table(catalog, TRAINING_TABLE))
+if df.empty:
+    raise NoTrainingRows(TRAINING_TABLE)
 print(f"{len(df):,} rows, {df.memory_usage(deep=True).sum() / 2**20:.1f} MiB in pandas")
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -52,14 +58,16 @@ model = LogisticRegression(max_iter=1000, class_weight="balanced").fit(x[~held_o
 print(json.dumps(trainer.evaluate(y[held_out], model.predict_proba(x[held_out])[:, 1]), indent=1))"""
 
 S2 = """\
-# Scenario 2: the same call on the 10M-row table. Under a 512 MB limit the kernel kills this
-# kernel (OOM) -- that is the lesson. Restart the kernel afterwards and run the setup cell again.
+# Scenario 2: the same call on the 10M-row table. This kernel runs in a 512 MB memory cgroup (the
+# lab's docker --memory=512m), so the kernel's OOM killer ends it: Jupyter says "The kernel appears
+# to have died" -- that is the lesson. Restart the kernel, run the setup cell again, then scenario 3.
 if os.environ.get("GG_SKIP_OOM_DEMO") == "1":
     print("skipped (GG_SKIP_OOM_DEMO=1)")
 else:
-    large = trainer.load_full(catalog.load_table(LARGE_TABLE))
+    large = trainer.load_full(open_table(catalog, LARGE_TABLE))
     mib = large.memory_usage(deep=True).sum() / 2**20
-    print(f"{len(large):,} rows, {mib:.0f} MiB -- it fit: is there no memory limit here?")"""
+    cap = os.environ.get("GG_KERNEL_MEMORY_CAP", "none")
+    print(f"{len(large):,} rows, {mib:.0f} MiB -- it fit: no memory cap was enforced here ({cap})")"""
 
 S3 = """\
 # Scenario 3: stream the large table in Arrow batches; memory stays flat whatever the row count.
@@ -67,7 +75,7 @@ def progress(epoch, batch, rss):
     if batch % 50 == 0:
         print(f"epoch {epoch + 1} batch {batch}: RSS {rss / 2**20:.0f} MiB")
 
-result = trainer.train_streaming(trainer.batch_source(catalog.load_table(LARGE_TABLE)), epochs=1, on_batch=progress)
+result = trainer.train_streaming(trainer.batch_source(open_table(catalog, LARGE_TABLE)), epochs=1, on_batch=progress)
 print(f"SUCCESS: {result.rows_train:,} rows trained, {result.rows_test:,} held out")
 print(json.dumps({k: v for k, v in result.metrics.items()}, indent=1))
 plots = trainer.save_plots(result, MODELS / "demo")
@@ -79,7 +87,7 @@ display(Image(plots["rss"]))"""
 
 S4_TRAIN = """\
 # Scenario 4: the streaming trainer on the real table built by the ETL (moderation.training_data).
-result = trainer.train_streaming(trainer.batch_source(catalog.load_table(TRAINING_TABLE)), epochs=5)
+result = trainer.train_streaming(trainer.batch_source(open_table(catalog, TRAINING_TABLE)), epochs=5)
 print(f"{result.rows_train:,} training rows, {result.rows_test:,} held-out rows (split by image)")
 print(json.dumps(result.metrics, indent=1))
 plots = trainer.save_plots(result, MODELS)

@@ -21,6 +21,20 @@ _DELEGATED = {"train": "train_main", "generate-large-dataset": "generate_main"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a failure a student can act on is printed as ``error: …`` + hint, exit 2."""
+    from gourmetgram.common.errors import explain
+
+    try:
+        return _run(argv)
+    except Exception as exc:
+        known = explain(exc)
+        if known is None:
+            raise
+        print(f"error: {known}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="gourmetgram", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -83,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         from gourmetgram.common.storage import s3_client
         from gourmetgram.tools import stats
 
-        print(json.dumps(stats.models(s3_client(S3Settings())), indent=2, default=str))  # type: ignore[call-arg]
+        found = stats.models(s3_client(S3Settings()))  # type: ignore[call-arg]
+        print(json.dumps(found, indent=2, default=str))
+        if found["metadata"] is None:
+            print(
+                "no model published yet: run training/training.ipynb in Jupyter or `sudo gourmetgram train --publish`"
+                " (lab step 7)",
+                file=sys.stderr,
+            )
     elif args.command == "doctor":
         from gourmetgram.tools import doctor
 

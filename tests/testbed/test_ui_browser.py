@@ -387,8 +387,10 @@ def test_jupyter_training_notebook(deployed, page_for, shots):
         page.locator(".lm-TabBar-tabLabel", has_text=notebooks[0]).first.wait_for(timeout=60_000)
         page.locator(".jp-Notebook .jp-RenderedMarkdown").first.wait_for(timeout=60_000)
         page.wait_for_function("document.querySelectorAll('.jp-Notebook .jp-CodeCell .cm-line').length > 3")
-        # The notebook's kernel (our venv, catalog environment) starts and goes idle.
-        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)
+        # The notebook's kernel (our venv, catalog environment, the 512 MB cap of lab 7b) starts and goes idle.
+        from gourmetgram.tools.capped_kernel import kernel_spec
+
+        page.get_by_text(f"{kernel_spec()['display_name']} | Idle").wait_for(timeout=120_000)
     else:
         page.get_by_text("training").first.wait_for(timeout=60_000)
     page.screenshot(path=str(shots / "jupyter-training-notebook.png"), full_page=True)

@@ -43,13 +43,13 @@ class _JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+        return json.dumps(doc, default=str, ensure_ascii=False)
 
 
 def _quote(value: Any) -> str:
     text = str(value)
     if text == "" or any(c in text for c in ' "=\n'):
-        return json.dumps(text)
+        return json.dumps(text, ensure_ascii=False)
     return text
 
 

@@ -102,6 +102,16 @@ SUSPICIOUS_THRESHOLD_COMMENTS_1MIN: Final = 10
 POPULAR_THRESHOLD_VIEWS_1HR: Final = 50
 VIEW_MILESTONES: Final = (10, 100, 1000)
 
+# Log markers of the lab's consumer lines (lab step 4d / 5c): "🎯 MILESTONE REACHED! …".
+MARK_MILESTONE: Final = "\N{DIRECT HIT}"
+MARK_VIRAL: Final = "\N{FIRE}"
+MARK_POPULAR: Final = "\N{WHITE MEDIUM STAR}"
+MARK_SUSPICIOUS: Final = "\N{POLICE CARS REVOLVING LIGHT}"
+LOG_MILESTONE: Final = f"{MARK_MILESTONE} MILESTONE REACHED!"
+LOG_VIRAL: Final = f"{MARK_VIRAL} VIRAL CONTENT ALERT!"
+LOG_POPULAR: Final = f"{MARK_POPULAR} POPULAR POST!"
+LOG_SUSPICIOUS: Final = f"{MARK_SUSPICIOUS} SUSPICIOUS ACTIVITY ALERT!"
+
 TRIGGER_VIRAL: Final = "viral"
 TRIGGER_SUSPICIOUS: Final = "suspicious"
 TRIGGER_POPULAR: Final = "popular"  # logged only, never a moderation request
@@ -122,8 +132,18 @@ MODEL_CHECK_INTERVAL_SECONDS: Final = 30
 
 # --- Batch features and labels -----------------------------------------------------------------------
 DECISION_POINTS_MINUTES: Final = (0, 5, 30)
-LABEL_COLUMN: Final = "label_needs_moderation_24h"
-LABEL_HORIZON_HOURS: Final = 24
+LABEL_COLUMN: Final = "label_needs_moderation_24h"  # the lab's column name, whatever the horizon
+# Label = the image was flagged within this long after upload. The lab's 24 h would leave every
+# image of a lab session (minutes old) without a label, so the default is lab-scale: 5 minutes.
+# Images younger than the horizon at the ETL cutoff have no label yet (right-censored): they are
+# left out and counted ("waiting for their label"), never labelled 0. A production deployment
+# sets LABEL_HORIZON_HOURS=24 in the Airflow tasks' environment (or the DAG param label_horizon_hours).
+LABEL_HORIZON_MINUTES: Final = 5
+LABEL_HORIZON_HOURS: Final = LABEL_HORIZON_MINUTES / 60
+
+# --- Notebooks (lab step 7b: `docker run --memory=512m`) -------------------------------------------------
+KERNEL_MEMORY_LIMIT_MB: Final = 512  # the Jupyter kernels' cgroup memory cap (no swap)
+KERNEL_SPEC_NAME: Final = "python3"  # the capped kernel spec replaces the default one for the deployed Jupyter
 
 # --- Food-11 ---------------------------------------------------------------------------------------------
 FOOD11_CLASSES: Final = (

@@ -16,7 +16,12 @@ What is written (both replace the interval's rows, so a re-run or backfill never
 * ``event_aggregations.{view,comment,flag}_windows_5min``: counts per image and clock-aligned
   5-minute bucket, each bucket belonging to the interval containing its ``window_start``.
 
-Interval bounds are floored to 5-minute boundaries, so buckets are always complete.
+Interval bounds are floored to 5-minute boundaries, so buckets are always complete — except
+the last bucket of a run whose interval ends after the read (a toggled or triggered run reads
+"the last hour up to now", its end rounded up): that bucket holds the events so far and is
+replaced by the next run. Every write records how far the events are complete
+(``gourmetgram.covered-until`` = min(end, start of the read)) in its snapshot summary; the
+moderation ETL caps its cutoff there, so no feature window reaches past the events it can see.
 Malformed messages are counted and logged, never fatal.
 """
 
@@ -57,6 +62,7 @@ class ReadStats:
     duplicates: int = 0
     partitions: int = 0
     per_topic: dict[str, int] = field(default_factory=dict)
+    covered_until: str = ""  # ISO: the events are complete up to here
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -257,23 +263,61 @@ def window_frame(events: pd.DataFrame, event_type: str, processed_at: datetime) 
 
 
 # --- Iceberg writes -------------------------------------------------------------------------------
+COVERED_UNTIL = "gourmetgram.covered-until"
+
+
+def ceil_bucket(ts: datetime) -> datetime:
+    floored = floor_bucket(ts)
+    return floored if floored == ts else floored + BUCKET
+
+
+def covered_until(catalog: Any, identifier: str = names.ICEBERG_EVENTS) -> datetime | None:
+    """The latest instant up to which the table's events are complete (max over its snapshots'
+    ``gourmetgram.covered-until``), or None when the table or the property does not exist."""
+    table = cat.load_table(catalog, identifier)
+    if table is None:
+        return None
+    marks = [s.summary.get(COVERED_UNTIL) for s in table.snapshots() if s.summary is not None]
+    found = [datetime.fromisoformat(m) for m in marks if m]
+    return max(found) if found else None
+
+
 def replace_interval(
-    catalog: Any, identifier: str, schema: Any, frame: pd.DataFrame, column: str, start: datetime, end: datetime
+    catalog: Any,
+    identifier: str,
+    schema: Any,
+    frame: pd.DataFrame,
+    column: str,
+    start: datetime,
+    end: datetime,
+    covered: datetime | None = None,
 ) -> int:
-    """Replace the rows with ``start ≤ column < end`` by ``frame`` (one overwrite commit)."""
+    """Replace the rows with ``start ≤ column < end`` by ``frame`` (one overwrite commit).
+    ``covered`` (default ``end``): the events are complete up to there."""
     outside = frame[(frame[column] < start) | (frame[column] >= end)]
     if not outside.empty:
         raise ValueError(f"{len(outside)} rows of {identifier} fall outside [{start}, {end})")
     table = cat.ensure_table(catalog, identifier, schema)
-    table.overwrite(cat.to_arrow(frame, schema), overwrite_filter=cat.interval_filter(column, start, end))
+    mark = min(covered or end, end).astimezone(UTC).isoformat()
+    table.overwrite(
+        cat.to_arrow(frame, schema),
+        overwrite_filter=cat.interval_filter(column, start, end),
+        snapshot_properties={COVERED_UNTIL: mark},
+    )
     event(log, "interval_replaced", table=identifier, start=start.isoformat(), end=end.isoformat(), rows=len(frame))
     return len(frame)
 
 
-def write_events(catalog: Any, events: pd.DataFrame, start: datetime, end: datetime, processed_at: datetime) -> int:
-    return replace_interval(
-        catalog, names.ICEBERG_EVENTS, cat.EVENTS_SCHEMA, events_frame(events, processed_at), "event_time", start, end
-    )
+def write_events(
+    catalog: Any,
+    events: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+    processed_at: datetime,
+    covered: datetime | None = None,
+) -> int:
+    frame = events_frame(events, processed_at)
+    return replace_interval(catalog, names.ICEBERG_EVENTS, cat.EVENTS_SCHEMA, frame, "event_time", start, end, covered)
 
 
 def write_windows(
@@ -310,6 +354,9 @@ def load_staged(s3: Any, uri: str) -> pd.DataFrame:
 
 # --- one call for everything (tests, CLI) ---------------------------------------------------------
 def consume(settings: Any, start: datetime, end: datetime) -> tuple[pd.DataFrame, ReadStats, datetime, datetime]:
+    """Read the interval (bounds floored to 5 minutes). ``stats.covered_until``: min(end, the
+    start of the read) — later events may still be on their way."""
+    read_at = datetime.now(UTC)
     start, end = aligned_interval(start, end)
     events, stats = read_interval(
         settings.kafka_bootstrap_servers,
@@ -319,6 +366,7 @@ def consume(settings: Any, start: datetime, end: datetime) -> tuple[pd.DataFrame
         skew_seconds=settings.aggregation_skew_seconds,
         poll_timeout=settings.aggregation_poll_timeout,
     )
+    stats.covered_until = min(end, read_at).isoformat()
     event(log, "interval_read", start=start.isoformat(), end=end.isoformat(), **stats.as_dict())
     return events, stats, start, end
 
@@ -327,7 +375,8 @@ def run_interval(settings: Any, start: datetime, end: datetime, catalog: Any | N
     events, stats, start, end = consume(settings, start, end)
     catalog = catalog or cat.load_catalog(settings)
     processed_at = datetime.now(UTC)
-    written = {names.ICEBERG_EVENTS: write_events(catalog, events, start, end, processed_at)}
+    covered = datetime.fromisoformat(stats.covered_until)
+    written = {names.ICEBERG_EVENTS: write_events(catalog, events, start, end, processed_at, covered)}
     for etype, identifier in WINDOW_TABLE_BY_TYPE.items():
         written[identifier] = write_windows(catalog, etype, events, start, end, processed_at)
     return {"start": start.isoformat(), "end": end.isoformat(), "stats": stats.as_dict(), "written": written}

@@ -111,6 +111,16 @@ def load_table(catalog: Catalog, identifier: str) -> Table | None:
         return None
 
 
+def open_table(catalog: Catalog, identifier: str) -> Table:
+    """The table, or a :class:`~gourmetgram.common.errors.MissingTable` saying how to create it."""
+    from gourmetgram.common.errors import MissingTable
+
+    table = load_table(catalog, identifier)
+    if table is None:
+        raise MissingTable(identifier)
+    return table
+
+
 def ensure_table(
     catalog: Catalog, identifier: str, schema: Schema, properties: Mapping[str, str] | None = None
 ) -> Table:

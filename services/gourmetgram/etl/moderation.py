@@ -10,9 +10,21 @@
   Kafka events the stream consumer counts in Redis), ``user_image_count`` = the user's images
   uploaded ≤ t, and user age at t. Nothing after t enters a feature.
   label = the image was flagged (``flags.image_id``) within the horizon after upload; images
-  younger than the horizon are left out, never labelled 0.
+  younger than the horizon are left out, never labelled 0 (their outcome is not known yet), and
+  counted as ``waiting`` in the table's snapshot summary.
 * load: overwrite the whole table — it is a snapshot as of the cutoff, so re-running leaves
-  exactly the same rows.
+  exactly the same rows. The snapshot summary records cutoff, horizon, rows, positives and
+  waiting images; ``gourmetgram verify-pipeline`` prints them.
+
+The cutoff: the ``cutoff`` param, else the run's data interval end (for Airflow 3 toggled or
+triggered runs, whose interval has zero length, the run time) — and never later than
+``event_aggregations.events`` is complete (:func:`effective_cutoff`), so a feature
+window never reaches past the events the aggregation DAG has read.
+
+The trade-off of the default horizon (``names.LABEL_HORIZON_MINUTES`` = 5 min): a lab session
+is minutes long, so the lab's 24 h would leave every image unlabelled; 5 minutes labels every
+image older than 5 minutes, and "flagged within 5 minutes" is a much rarer, noisier target than
+"flagged within a day" (in production, set 24 h: rows then appear a day after the upload).
 """
 
 from __future__ import annotations
@@ -45,8 +57,32 @@ US = np.int64(1)
 WINDOW_US = {"5min": names.WINDOW_5MIN * 1_000_000, "1hr": names.WINDOW_1HR * 1_000_000}
 
 
+SUMMARY_PREFIX = "gourmetgram."
+
+
 class MissingEventsTable(RuntimeError):
     pass
+
+
+def effective_cutoff(catalog: Any, requested: datetime) -> datetime:
+    """``requested``, capped at the instant up to which ``event_aggregations.events`` is complete."""
+    from gourmetgram.etl.aggregation import covered_until
+
+    if cat.load_table(catalog, names.ICEBERG_EVENTS) is None:
+        raise MissingEventsTable(
+            f"{names.ICEBERG_EVENTS} does not exist yet: turn on (or trigger) the {names.DAG_AGGREGATION} DAG, "
+            f"wait until its run is green, then run {names.DAG_ETL} again"
+        )
+    covered = covered_until(catalog)
+    cutoff = min(requested, covered) if covered is not None else requested
+    event(
+        log,
+        "cutoff",
+        requested=requested.isoformat(),
+        events_complete_until=covered and covered.isoformat(),
+        cutoff=cutoff.isoformat(),
+    )
+    return cutoff
 
 
 # --- extract -----------------------------------------------------------------------------------
@@ -271,15 +307,30 @@ def transform(
         s3, settings.datalake_bucket, processed_key(extracted["ds"]), cat.to_arrow(rows, cat.TRAINING_SCHEMA)
     )
     positives = int(rows[names.LABEL_COLUMN].sum()) if len(rows) else 0
-    event(log, "transformed", rows=len(rows), positives=positives, events=len(events), uri=uri)
-    return {"uri": uri, "rows": len(rows), "positives": positives, "cutoff": extracted["cutoff"]}
+    uploaded = pd.to_datetime(images["uploaded_at"], utc=True)
+    waiting = int(((uploaded <= cutoff) & (uploaded + label_horizon > cutoff)).sum()) if len(images) else 0
+    event(log, "transformed", rows=len(rows), positives=positives, waiting=waiting, events=len(events), uri=uri)
+    return {
+        "uri": uri,
+        "rows": len(rows),
+        "positives": positives,
+        "waiting": waiting,
+        "label_horizon_minutes": label_horizon.total_seconds() / 60,
+        "cutoff": extracted["cutoff"],
+    }
+
+
+def summary_properties(transformed: dict[str, Any]) -> dict[str, str]:
+    keys = ("cutoff", "label_horizon_minutes", "rows", "positives", "waiting")
+    return {f"{SUMMARY_PREFIX}{k}": str(transformed[k]) for k in keys if k in transformed}
 
 
 def load(s3: Any, catalog: Any, transformed: dict[str, Any]) -> int:
     arrow = lake.get_parquet(s3, *lake.split_uri(transformed["uri"]))
     arrow = cat.to_arrow(arrow.to_pandas(), cat.TRAINING_SCHEMA)
     table = cat.ensure_table(catalog, names.ICEBERG_TRAINING_DATA, cat.TRAINING_SCHEMA, cat.TRAINING_TABLE_PROPERTIES)
-    table.overwrite(arrow)  # the table is a snapshot as of the cutoff: replace it whole
+    # the table is a snapshot as of the cutoff: replace it whole
+    table.overwrite(arrow, snapshot_properties=summary_properties(transformed))
     event(log, "loaded", table=names.ICEBERG_TRAINING_DATA, rows=arrow.num_rows)
     return arrow.num_rows
 
@@ -291,6 +342,6 @@ def run(
 
     s3 = s3_client(settings)
     catalog = catalog or cat.load_catalog(settings)
-    extracted = extract(settings, s3, ds, cutoff)
+    extracted = extract(settings, s3, ds, effective_cutoff(catalog, cutoff))
     transformed = transform(settings, s3, catalog, extracted, label_horizon)
     return {"extracted": extracted, "transformed": transformed, "loaded": load(s3, catalog, transformed)}

@@ -1,5 +1,6 @@
-"""``gourmetgram verify-pipeline`` (lab step 6e): schema, row count and sample rows of
-moderation.training_data. Returns a process exit code: 0 when the table exists, 1 when not."""
+"""``gourmetgram verify-pipeline`` (lab step 6e): schema, row count, labels and sample rows of
+moderation.training_data, and what the last ETL run left out (images waiting for their label).
+Returns a process exit code: 0 when the table exists, 1 when not."""
 
 from __future__ import annotations
 
@@ -23,18 +24,39 @@ def verify_pipeline(
         print(f"Table: {identifier} does not exist (run the {names.DAG_ETL} DAG first)", file=out)
         return 1
     snapshot = table.current_snapshot()
-    rows = int(snapshot.summary.get("total-records", 0)) if snapshot and snapshot.summary else 0
+    summary = snapshot.summary if snapshot and snapshot.summary else None
+    rows = int(summary.get("total-records", 0)) if summary else 0
     print(f"Table: {identifier}", file=out)
     print(f"Location: {table.location()}", file=out)
     print(f"Schema:\n{table.schema()}", file=out)
     print(f"Row count: {rows}", file=out)
+    _print_run(summary, out)
     if rows:
         frame = table.scan(limit=sample).to_pandas()
-        labels = table.scan(selected_fields=(names.LABEL_COLUMN,)).to_arrow().column(0)
-        print(f"Positive labels: {sum(labels.to_pylist())} of {len(labels)}", file=out)
+        labels = table.scan(selected_fields=(names.LABEL_COLUMN,)).to_arrow().column(0).to_pylist()
+        positives = sum(labels)
+        print(f"Labels: {positives} positive (flagged), {len(labels) - positives} negative", file=out)
         with _wide():
             print(f"Sample rows (first {len(frame)}):\n{frame.to_string(index=False)}", file=out)
+    else:
+        print(
+            f"No training rows yet: an image gets rows once it is older than the label horizon. Keep the "
+            f"generator running (sudo systemctl start gourmetgram-generator), wait a few minutes, then trigger "
+            f"{names.DAG_AGGREGATION} and, after it is green, {names.DAG_ETL} again.",
+            file=out,
+        )
     return 0
+
+
+def _print_run(summary: Any, out: TextIO) -> None:
+    """The last ETL run's cutoff, horizon and waiting images (from the snapshot summary)."""
+    if summary is None:
+        return
+    cutoff, horizon, waiting = (summary.get(f"gourmetgram.{k}") for k in ("cutoff", "label_horizon_minutes", "waiting"))
+    if cutoff:
+        print(f"As of: {cutoff} (label horizon {float(horizon or 0):g} min)", file=out)
+    if waiting and int(waiting):
+        print(f"Waiting for their label: {waiting} images younger than the horizon (not in the table yet)", file=out)
 
 
 class _wide:

@@ -110,7 +110,7 @@ class PendingEffects:
             self.stats.milestones += int(inserted)
             logs.event(
                 log,
-                f"MILESTONE REACHED! Image {image_id[:8]}... hit {value:,} total views",
+                f"{names.LOG_MILESTONE} Image {image_id[:8]}... hit {value:,} total views",
                 image_id=image_id,
                 milestone=value,
                 persisted=inserted,
@@ -126,7 +126,7 @@ class PendingEffects:
             if trigger == names.TRIGGER_VIRAL:
                 logs.event(
                     log,
-                    f"VIRAL CONTENT ALERT! Image {image_id[:8]}... received {count} views in 5 minutes "
+                    f"{names.LOG_VIRAL} Image {image_id[:8]}... received {count} views in 5 minutes "
                     f"(threshold: {rec['threshold']})",
                     level=30,
                     image_id=image_id,
@@ -136,7 +136,7 @@ class PendingEffects:
             elif trigger == names.TRIGGER_SUSPICIOUS:
                 logs.event(
                     log,
-                    f"SUSPICIOUS ACTIVITY ALERT! Image {image_id[:8]}... received {count} comments in 1 minute "
+                    f"{names.LOG_SUSPICIOUS} Image {image_id[:8]}... received {count} comments in 1 minute "
                     f"(threshold: {rec['threshold']})",
                     level=30,
                     image_id=image_id,
@@ -146,7 +146,7 @@ class PendingEffects:
             else:
                 logs.event(
                     log,
-                    f"POPULAR POST! Image {image_id[:8]}... received {count} views in 1 hour "
+                    f"{names.LOG_POPULAR} Image {image_id[:8]}... received {count} views in 1 hour "
                     f"(threshold: {rec['threshold']})",
                     image_id=image_id,
                     trigger=trigger,

@@ -9,7 +9,7 @@ import time
 
 from gourmetgram.common import logs, names
 from gourmetgram.common.storage import s3_client
-from gourmetgram.etl.catalog import load_catalog
+from gourmetgram.etl.catalog import load_catalog, open_table
 from gourmetgram.etl.config import settings_from_env
 from gourmetgram.training import large_dataset, publish, trainer
 
@@ -40,7 +40,7 @@ def train_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logs.setup()
     settings = settings_from_env()
-    table = load_catalog(settings).load_table(args.table)
+    table = open_table(load_catalog(settings), args.table)
     result = trainer.train_streaming(
         trainer.batch_source(table, args.batch_rows), epochs=args.epochs, test_percent=args.test_percent
     )

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from gourmetgram.common import features, names
+from gourmetgram.common.errors import NoTrainingRows
 from gourmetgram.common.logs import event, get_logger
 
 log = get_logger("training.trainer")
@@ -138,7 +139,7 @@ def train_streaming(
             rows_train += len(train)
         rss.append(rss_bytes())
     if rows_train == 0:
-        raise ValueError("no training rows")
+        raise NoTrainingRows()
     encoder = make_encoder()
     weights = {c: rows_train / (2.0 * max(class_counts[c], 1)) for c in (0, 1)}
     # averaged SGD: with balanced sample weights, plain SGD's last iterate oscillates (held-out AUC ~0.5
@@ -213,14 +214,14 @@ def save_plots(result: TrainResult, out_dir: str | Path) -> dict[str, str]:
     paths: dict[str, str] = {}
     y, s = result.y_true, result.y_score
     if y is not None and len(np.unique(y)) == 2:
-        fpr, tpr, _ = roc_curve(y, s)
+        fpr, tpr = _thin(*roc_curve(y, s)[:2])
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.plot(fpr, tpr, label=f"AUC {result.metrics['roc_auc']:.3f}")
         ax.plot([0, 1], [0, 1], "--", color="grey")
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (held-out images)")
         ax.legend()
         paths["roc"] = _save(fig, out / "roc.png")
-        prec, rec, _ = precision_recall_curve(y, s)
+        prec, rec = _thin(*precision_recall_curve(y, s)[:2])
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.plot(rec, prec, label=f"AP {result.metrics['pr_auc']:.3f}")
         ax.axhline(float(y.mean()), ls="--", color="grey", label="positive rate")
@@ -241,6 +242,15 @@ def save_plots(result: TrainResult, out_dir: str | Path) -> dict[str, str]:
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
     result.plots = paths
     return paths
+
+
+def _thin(x: np.ndarray, y: np.ndarray, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``points`` points of a curve, ends kept: a 2M-point line drawn by matplotlib takes
+    hundreds of MB (scenario 3's plots were OOM-killed under the 512 MB kernel cap at 10M rows)."""
+    if len(x) <= points:
+        return x, y
+    idx = np.unique(np.linspace(0, len(x) - 1, points).astype(np.int64))
+    return x[idx], y[idx]
 
 
 def _save(fig: Any, path: Path) -> str:

@@ -1,5 +1,5 @@
 """Both notebooks run top to bottom (nbclient) on small tables: S1, S3 and S4 (S2 is skipped:
-its crash under 512 MB is measured by bench/training_memory.py)."""
+its kill under the 512 MB kernel cap is test_capped_kernel.py; 10M rows: bench/training_memory.py)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,26 @@ def test_notebooks_execute(etl_settings, iceberg, s3, tmp_path, monkeypatch) -> 
             iceberg.drop_table(identifier)
         lake.delete_prefix(s3, etl_settings.datalake_bucket, prefix)
         os.environ.pop("GG_SKIP_OOM_DEMO", None)
+
+
+def test_notebook_on_an_empty_table_says_what_to_do(etl_settings, iceberg, tmp_path, monkeypatch) -> None:
+    """Scenario 1 before the ETL produced rows: an actionable message, not a sklearn traceback."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    empty = f"moderation.nb_empty_{uuid.uuid4().hex[:8]}"
+    cat.ensure_table(iceberg, empty, cat.TRAINING_SCHEMA)
+    monkeypatch.setenv("GG_TRAINING_TABLE", empty)
+    monkeypatch.setenv("GG_MODELS_DIR", str(tmp_path / "models"))
+    try:
+        nb = nbformat.read(TRAINING / "training_large_data_demo.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"][:2]  # setup, scenario 1
+        nb.cells = code
+        nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+        outputs = code[1].outputs
+        text = "".join(o.get("text", "") for o in outputs)
+        assert f"error: no training rows in {empty}" in text and names.DAG_ETL in text, outputs
+        assert not [o for o in outputs if o.output_type == "error"], outputs  # no traceback shown
+    finally:
+        iceberg.drop_table(empty)
