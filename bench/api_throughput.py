@@ -232,12 +232,12 @@ def main() -> None:
     s = ApiSettings(**{k.lower(): v for k, v in env.items() if k.lower() in ApiSettings.model_fields})
     print("deployed configuration (roles/gourmetgram_service/templates/service.env.j2 + role defaults):")
     print(
-        f"  API_WORKERS={env['API_WORKERS']} LOG_LEVEL={env['LOG_LEVEL']} DB_POOL_SIZE={s.db_pool_size}"
+        f"  API_WORKERS={s.api_workers} LOG_LEVEL={s.log_level} DB_POOL_SIZE={s.db_pool_size}"
         f" (per worker) OUTBOX_BATCH_SIZE={s.outbox_batch_size} OUTBOX_POLL_INTERVAL={s.outbox_poll_interval}"
         f" uvicorn loop=uvloop http=httptools; {os.cpu_count()} CPUs"
     )
     OUT.mkdir(parents=True, exist_ok=True)
-    api = ApiProcess(env, workers=int(env["API_WORKERS"]), log_path=OUT / "api_throughput.api.log")
+    api = ApiProcess(env, workers=s.api_workers, log_path=OUT / "api_throughput.api.log")
     # exactly the rendered file (ApiProcess would add its own API_* values)
     api.env, api.port, api.url = {**os.environ, **env}, port, f"http://127.0.0.1:{port}"
     sampler = BacklogSampler(infra["DATABASE_URL"])
