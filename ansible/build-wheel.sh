@@ -20,23 +20,27 @@ if [[ -z ${GG_WHEEL_DIR:-} ]]; then
   fi
 fi
 python=${PYTHON:-python3}
+# sha256sum's output format ("HEX  -"), without coreutils (the same script runs on a macOS controller)
+sha256() { "$python" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest() + "  -")'; }
 
 # GG_WHEEL pins an already built wheel (tests on a checkout others keep editing: every run of the
 # test then deploys the same code, so idempotence checks compare like with like).
 if [[ -n ${GG_WHEEL:-} ]]; then
   [[ -f $GG_WHEEL ]] || { echo "[build-wheel] GG_WHEEL=$GG_WHEEL does not exist" >&2; exit 1; }
-  printf '{"wheel": "%s", "digest": "%s", "built": false}\n' "$GG_WHEEL" "$(sha256sum <"$GG_WHEEL" | cut -c1-16)"
+  printf '{"wheel": "%s", "digest": "%s", "built": false}\n' "$GG_WHEEL" "$(sha256 <"$GG_WHEEL" | cut -c1-16)"
   exit 0
 fi
 
 cd "$repo"
 # Sources that go into the wheel: pyproject.toml, README.md if present, services/ (tracked or not:
 # the checkout under test is what gets deployed), without bytecode and editable-install leftovers.
-mapfile -t files < <(
+# (no mapfile: bash 3.2 on macOS)
+files=()
+while IFS= read -r f; do files+=("$f"); done < <(
   { printf '%s\n' pyproject.toml; [[ -f README.md ]] && echo README.md
     find services -type f ! -path '*/__pycache__/*' ! -name '*.py[cod]' ! -path '*.egg-info/*'; } | LC_ALL=C sort
 )
-digest=$(for f in "${files[@]}"; do printf '%s\0' "$f"; sha256sum <"$f"; done | sha256sum | cut -c1-16)
+digest=$(for f in "${files[@]}"; do printf '%s\0' "$f"; sha256 <"$f"; done | sha256 | cut -c1-16)
 out="$GG_WHEEL_DIR/$digest"
 whl=$(compgen -G "$out/gourmetgram-*.whl" | head -n1 || true)
 if [[ -n $whl ]]; then

@@ -8,11 +8,13 @@ trap 'echo "${0##*/}: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 ANSIBLE_WHEEL_VERSION=${ANSIBLE_WHEEL_VERSION:-12.3.0}   # ansible 12.x <=> ansible-core 2.19.x
 COLLECTIONS=(community/postgresql community/general ansible/posix)
 cache=${GG_CACHE:-/var/cache/gourmetgram}
+python=${PYTHON:-python3}
 dest="$cache/ansible-collections"
 wheels="$cache/wheels"
-stamp="$dest/.from-ansible-$ANSIBLE_WHEEL_VERSION-$(printf '%s\n' "${COLLECTIONS[@]}" | sha256sum | cut -c1-12)"
+digest=$(printf '%s\n' "${COLLECTIONS[@]}" | "$python" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:12])')
+stamp="$dest/.from-ansible-$ANSIBLE_WHEEL_VERSION-$digest"
 pip=${PIP:-pip}
-command -v "$pip" >/dev/null || pip="python3 -m pip"
+command -v "$pip" >/dev/null || pip="$python -m pip"
 if [[ ! -e $stamp ]]; then
   mkdir -p "$wheels"
   whl="$wheels/ansible-$ANSIBLE_WHEEL_VERSION-py3-none-any.whl"
@@ -22,7 +24,7 @@ if [[ ! -e $stamp ]]; then
   tmp=$(mktemp -d "$cache/.collections.XXXXXX")
   patterns=()
   for c in "${COLLECTIONS[@]}"; do patterns+=("ansible_collections/$c/*"); done
-  python3 - "$whl" "$tmp" "${patterns[@]}" <<'PY'
+  "$python" - "$whl" "$tmp" "${patterns[@]}" <<'PY'
 import fnmatch, sys, zipfile
 whl, out, *pats = sys.argv[1:]
 with zipfile.ZipFile(whl) as z:

@@ -9,14 +9,21 @@
 # The sandbox is a Debian 12 systemd test host (systemd-nspawn, own network namespace) on this
 # machine, deployed with the offline-capable choices: Apache Kafka and MinIO from locally built
 # artifacts, the generated sample image set instead of Food-11. On Chameleon the same site.yml
-# installs from the official sources (Redpanda apt repository, MinIO release, Food-11 download).
+# installs from the official sources (Apache Kafka and MinIO releases, Food-11 download).
 # Extra arguments after the options go to ansible-playbook (e.g. -e gourmetgram_inference_mode=model).
-# Run as root. Idempotent: running `up` again converges and reports changed=0.
+# The sandbox needs root (a bridge and a systemd-nspawn host). A remote deploy (--inventory) runs as
+# any user with only Python >= 3.11 (with venv) and an ssh client: no root, no apt, no Linux-only
+# tool; its venv and caches live in ~/.cache/gourmetgram unless /var/cache/gourmetgram is writable.
+# Idempotent: running `up` again converges and reports changed=0.
 set -Eeuo pipefail
 trap 'echo "${0##*/}: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-export GG_CACHE=${GG_CACHE:-/var/cache/gourmetgram}
+if [[ -z ${GG_CACHE:-} ]]; then
+  GG_CACHE=/var/cache/gourmetgram
+  mkdir -p "$GG_CACHE" 2>/dev/null && [[ -w $GG_CACHE ]] || GG_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/gourmetgram
+fi
+export GG_CACHE
 export ANSIBLE_COLLECTIONS_PATH=${ANSIBLE_COLLECTIONS_PATH:-$GG_CACHE/ansible-collections}
 lab=${GG_SANDBOX_LAB:-sandbox}
 sandbox_inventory=${GG_SANDBOX_INVENTORY:-inventory/sandbox.yml}
@@ -40,7 +47,12 @@ total=5
 progress() { step=$((step + 1)); printf '\n\033[1m[%d/%d] %s\033[0m (%s)\n' "$step" "$total" "$*" "$(date +%H:%M:%S)"; }
 die() { echo "error: $*" >&2; exit 1; }
 
-[[ $(id -u) == 0 ]] || die "run as root (the sandbox creates a network bridge and a systemd-nspawn host)"
+if $sandbox; then
+  [[ $(id -u) == 0 ]] || die "run as root (the sandbox creates a network bridge and a systemd-nspawn host); a remote deploy (--inventory FILE) needs no root"
+  venv_default=$GG_CACHE/venv
+else
+  venv_default=$GG_CACHE/controller-venv
+fi
 
 testbed() { "$venv/bin/python" ansible/testbed/testbed.py "$@"; }
 
@@ -89,7 +101,7 @@ deployment_name() { if $sandbox; then echo sandbox; else basename "$inventory" .
 case $cmd in
   up)
     progress "controller tools (venv, Ansible collections$($sandbox && echo ', local Kafka/MinIO artifacts'))"
-    venv=$(ansible/bootstrap.sh)
+    if $sandbox; then venv=$(ansible/bootstrap.sh); else venv=$(ansible/bootstrap.sh --controller); fi
     if $sandbox; then
       # Offline-capable choices: Kafka and MinIO from the local artifacts, the generated sample images.
       eval "$(ansible/artifacts/build.sh)"
@@ -118,21 +130,21 @@ case $cmd in
     summary
     ;;
   status)
-    venv=${GG_VENV:-$GG_CACHE/venv}
+    venv=${GG_VENV:-$venv_default}
     [[ -x $venv/bin/python ]] || die "not bootstrapped yet: run '$0 up'"
     total=1
     progress "status"
     summary
     ;;
   down)
-    venv=${GG_VENV:-$GG_CACHE/venv}
+    venv=${GG_VENV:-$venv_default}
     $sandbox || die "down removes the local sandbox only; for Chameleon use: python provision/lease.py down"
     "$venv/bin/python" ansible/testbed/testbed.py destroy --lab "$lab"
     rm -f "$sandbox_inventory"
     echo "sandbox removed (generated credentials kept in ~/.local/share/gourmetgram/sandbox)"
     ;;
   *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -10,10 +10,15 @@ The tool only ever touches what it created: the bridge, the nft table and the ve
 the lab's state file, and the nspawn processes whose PID *and* start time it recorded.
 
     testbed.py create  --lab NAME --hosts N [--names a,b] [--subnet 10.x.y.0/24] [--inventory PATH]
+                       [--chameleon [--public-key FILE]]
     testbed.py list
     testbed.py destroy --lab NAME
     testbed.py reboot  --lab NAME --host H
     testbed.py ssh     --lab NAME --host H [-- CMD...]
+
+``--chameleon`` makes Chameleon-shaped hosts (ansible/testbed/twin.py): the private address only on
+the interface, a floating IP that reaches the host solely through DNAT on the controller, user
+``cc`` with the key and passwordless sudo, root login refused.
 
 Paths: ``$GG_CACHE`` (default /var/cache/gourmetgram) holds ``rootfs/`` (cached base trees keyed by
 a hash of the package list), ``apt-archives/``, ``pip/`` and ``artifacts/``; lab state lives in
@@ -40,6 +45,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import twin
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
@@ -157,12 +165,15 @@ def render_inventory(
     key_file: str,
     groups: dict[str, list[str]] | None = None,
     parent: str = "gourmetgram",
+    user: str = "root",
 ) -> str:
     """YAML inventory for a lab.
 
-    ``hosts``: [{"name", "address"}]; ``groups``: component group -> host names (default: every
-    component on the first host). Host-key checking is switched off here, for these throwaway hosts
-    only, not in ansible.cfg.
+    ``hosts``: [{"name", "address"[, "private"]}]: ``private`` (default: the address) becomes
+    gourmetgram_private_address, omitted when empty (the playbook then takes it from facts, as for
+    a Chameleon host behind its floating IP). ``groups``: component group -> host names (default:
+    every component on the first host). Host-key checking is switched off here, for these throwaway
+    hosts only, not in ansible.cfg.
     """
     if not hosts:
         raise TestbedError("no hosts")
@@ -177,7 +188,7 @@ def render_inventory(
         "# Written by ansible/testbed/testbed.py; regenerate instead of editing.",
         "all:",
         "  vars:",
-        f"    ansible_user: {_yaml_scalar('root')}",
+        f"    ansible_user: {_yaml_scalar(user)}",
         f"    ansible_ssh_private_key_file: {_yaml_scalar(key_file)}",
         "    ansible_ssh_common_args: "
         + _yaml_scalar("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"),
@@ -186,11 +197,10 @@ def render_inventory(
         "  hosts:",
     ]
     for h in hosts:
-        lines += [
-            f"    {h['name']}:",
-            f"      ansible_host: {_yaml_scalar(h['address'])}",
-            f"      gourmetgram_private_address: {_yaml_scalar(h['address'])}",
-        ]
+        lines += [f"    {h['name']}:", f"      ansible_host: {_yaml_scalar(h['address'])}"]
+        private = h.get("private", h["address"])
+        if private:
+            lines.append(f"      gourmetgram_private_address: {_yaml_scalar(private)}")
     lines += ["  children:", f"    {parent}:", "      children:"]
     for g in sorted(groups):
         lines.append(f"        {g}:")
@@ -246,6 +256,9 @@ class HostState:
     pid: int = 0
     pid_start: str = ""
     veth: str = ""
+    user: str = "root"  # the SSH login (cc on a Chameleon-shaped host, which refuses root)
+    floating: str = ""  # its floating IP (reaches it by DNAT), if associated
+    key_file: str = ""  # private key for the login (default: the lab's key)
 
 
 @dataclass
@@ -262,6 +275,8 @@ class LabState:
     veths: list[str] = field(default_factory=list)
     inventory: str = ""
     groups: dict[str, list[str]] | None = None
+    chameleon: bool = False
+    floating_net: str = ""  # the floating network this lab created and owns ('' if none)
 
     @classmethod
     def load(cls, path: Path) -> LabState:
@@ -345,6 +360,7 @@ class Testbed:
     def __init__(self, cache: str | os.PathLike | None = None, state_root: str | os.PathLike | None = None):
         self.cache = Path(cache or os.environ.get("GG_CACHE", "/var/cache/gourmetgram"))
         self.state_root = Path(state_root or os.environ.get("GG_TESTBED_STATE", self.cache / "labs"))
+        self.floating = twin.FloatingNets(self.state_root, routes_overlapping)
 
     # ---- paths
     def lab_dir(self, lab: str) -> Path:
@@ -499,6 +515,8 @@ class Testbed:
         pub = Path(st.key_file + ".pub").read_text()
         (ssh_dir / "authorized_keys").write_text(pub)
         os.chmod(ssh_dir / "authorized_keys", 0o600)
+        if st.chameleon:
+            twin.make_cloud_login(root, Path((h.key_file or st.key_file) + ".pub").read_text())
         # CA certificates of the controller (TLS-intercepting egress) + pip using the system bundle.
         cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
         dest = root / "usr/local/share/ca-certificates"
@@ -574,10 +592,11 @@ class Testbed:
         self._save(st)
 
     def ssh_base(self, st: LabState, h: HostState) -> list[str]:
+        """ssh argv ending in USER@ADDRESS: the floating IP if the host has one, else its own address."""
         return [
             "ssh",
             "-i",
-            st.key_file,
+            h.key_file or st.key_file,
             "-o",
             "StrictHostKeyChecking=no",
             "-o",
@@ -588,7 +607,7 @@ class Testbed:
             "ConnectTimeout=3",
             "-o",
             "BatchMode=yes",
-            f"root@{h.address}",
+            f"{h.user}@{h.floating or h.address}",
         ]
 
     def _wait_ready(self, st: LabState, h: HostState, timeout: float = BOOT_TIMEOUT) -> float:
@@ -646,8 +665,16 @@ class Testbed:
         subnet: str | None = None,
         inventory: str | None = None,
         groups: dict[str, list[str]] | None = None,
+        chameleon: bool = False,
+        public_key: str | None = None,
+        floating: bool = True,
     ) -> dict:
+        """Create and boot a lab. ``chameleon``: Chameleon-shaped hosts (user cc with ``public_key``,
+        default the lab's key; root login refused), each with a floating IP from the lab's own
+        floating network unless ``floating`` is false (then whoever plays the cloud associates one)."""
         validate_lab_name(lab)
+        if public_key and not (chameleon and public_key.endswith(".pub") and Path(public_key[:-4]).is_file()):
+            raise TestbedError("--public-key wants --chameleon and a FILE.pub next to its private key FILE")
         for tool in ("systemd-nspawn", "nft", "ip", "ssh-keygen"):
             if not shutil.which(tool):
                 raise TestbedError(f"{tool} missing: apt-get install -y debootstrap systemd-container nftables")
@@ -675,8 +702,16 @@ class Testbed:
             nft_table=nft_table_name(lab),
             key_file=str(key),
             groups=groups,
+            chameleon=chameleon,
             hosts=[
-                HostState(name=n, address=a, machine=machine_name(lab, n), root=str(d / "hosts" / n / "root"))
+                HostState(
+                    name=n,
+                    address=a,
+                    machine=machine_name(lab, n),
+                    root=str(d / "hosts" / n / "root"),
+                    user=twin.CLOUD_USER if chameleon else "root",
+                    key_file=str(Path(public_key).resolve())[:-4] if public_key else "",
+                )
                 for n, a in zip(names, addrs, strict=True)
             ],
         )
@@ -686,6 +721,8 @@ class Testbed:
             base = self.rootfs()
             t_rootfs = time.monotonic() - t0
             self._setup_network(st)
+            if chameleon and floating:
+                self._own_floating_ips(st)
             t0 = time.monotonic()
             for h in st.hosts:
                 self._prepare_host(st, h, base)
@@ -714,7 +751,12 @@ class Testbed:
 
     def write_inventory(self, lab: str, path: str) -> str:
         st = self.load(lab)
-        text = render_inventory([{"name": h.name, "address": h.address} for h in st.hosts], st.key_file, st.groups)
+        if st.chameleon:  # as lease.py writes it: the floating IP, cc, and no private address
+            hosts = [{"name": h.name, "address": h.floating or h.address, "private": ""} for h in st.hosts]
+            key = st.hosts[0].key_file or st.key_file
+            text = render_inventory(hosts, key, st.groups, user=twin.CLOUD_USER)
+        else:
+            text = render_inventory([{"name": h.name, "address": h.address} for h in st.hosts], st.key_file, st.groups)
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
@@ -731,8 +773,16 @@ class Testbed:
             "bridge": st.bridge,
             "key_file": st.key_file,
             "inventory": st.inventory or None,
+            "chameleon": st.chameleon,
             "hosts": [
-                {"name": h.name, "address": h.address, "running": alive(h.pid, h.pid_start), "root": h.root}
+                {
+                    "name": h.name,
+                    "address": h.address,
+                    "floating_ip": h.floating or None,
+                    "user": h.user,
+                    "running": alive(h.pid, h.pid_start),
+                    "root": h.root,
+                }
                 for h in st.hosts
             ],
         }
@@ -760,6 +810,8 @@ class Testbed:
             with contextlib.suppress(Exception):
                 self._sync_apt_cache(h)
         self._teardown_network(st)
+        if st.floating_net:
+            self.floating.destroy(st.floating_net)
         shutil.rmtree(d)
         return {"lab": lab, "destroyed": True, "seconds": round(time.monotonic() - t0, 1)}
 
@@ -778,7 +830,29 @@ class Testbed:
         st = self.load(lab)
         h = st.host(host)
         line = command[0] if len(command) == 1 else shlex.join(command)
+        if h.user != "root":  # the cloud user's passwordless sudo, as a student would type it
+            line = "sudo -n -- sh -c " + shlex.quote(line)
         return run([*self.ssh_base(st, h), "--", line], check=False, capture=capture)
+
+    # ---- floating IPs (Chameleon-shaped labs)
+    def _own_floating_ips(self, st: LabState) -> None:
+        st.floating_net = st.lab
+        self._save(st)
+        try:
+            self.floating.ensure(st.lab)
+            for h in st.hosts:
+                h.floating = self.floating.allocate(st.lab)
+                self.floating.associate(st.lab, h.floating, h.address)
+        except twin.FloatingError as e:
+            raise TestbedError(str(e)) from e
+        self._save(st)
+
+    def set_floating(self, lab: str, host: str, fip: str) -> None:
+        """Record the floating IP a cloud (the served fake) associated with a host ('' when detached),
+        so that ssh and the inventory use it."""
+        st = self.load(lab)
+        st.host(host).floating = fip
+        self._save(st)
 
 
 # --------------------------------------------------------------------------------------------
@@ -798,6 +872,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--subnet", help="explicit /24 (default derived from the lab name)")
     c.add_argument("--inventory", help="also write an Ansible YAML inventory here")
     c.add_argument("--group", action="append", help="component group placement, e.g. postgres=h1 (repeatable)")
+    c.add_argument("--chameleon", action="store_true", help="Chameleon-shaped: floating IP by DNAT, user cc, no root")
+    c.add_argument("--public-key", help="with --chameleon: cc's key (FILE.pub beside FILE; default the lab's key)")
     sub.add_parser("list", help="list labs")
     sub.add_parser("rootfs", help="build (or find) the cached base rootfs and print its path")
     d = sub.add_parser("destroy", help="power off and remove a lab")
@@ -817,7 +893,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "create":
             names = [n.strip() for n in a.names.split(",")] if a.names else None
-            out = tb.create(a.lab, a.hosts, names, a.subnet, a.inventory, parse_groups(a.group))
+            out = tb.create(
+                a.lab, a.hosts, names, a.subnet, a.inventory, parse_groups(a.group), a.chameleon, a.public_key
+            )
         elif a.cmd == "list":
             out = tb.list_labs()
         elif a.cmd == "rootfs":
@@ -833,11 +911,12 @@ def main(argv: list[str] | None = None) -> int:
             cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
             if not cmd:
                 st = tb.load(a.lab)
-                os.execvp("ssh", [*tb.ssh_base(st, st.host(a.host))[:-1], "-t", f"root@{st.host(a.host).address}"])
+                base = tb.ssh_base(st, st.host(a.host))
+                os.execvp("ssh", [*base[:-1], "-t", base[-1]])
             return tb.ssh(a.lab, a.host, cmd).returncode
         else:  # pragma: no cover
             ap.error(a.cmd)
-    except TestbedError as e:
+    except (TestbedError, twin.FloatingError) as e:
         print(f"testbed: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=2))

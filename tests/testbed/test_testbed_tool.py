@@ -74,3 +74,68 @@ def test_create_ssh_reboot_destroy(lab):
     # the CLI agrees
     out = subprocess.run([sys.executable, str(TOOL), "list"], capture_output=True, text=True, check=True).stdout
     assert LAB in out
+
+
+# --- Chameleon-shaped host (ansible/testbed/twin.py) ------------------------------------------
+TWIN_LAB = "twin-tooltest"
+
+
+def _ssh(key: Path, login: str, command: str) -> subprocess.CompletedProcess[str]:
+    opts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"]
+    return subprocess.run(
+        ["ssh", "-i", str(key), *opts, "-o", "ConnectTimeout=5", login, command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if line.startswith("table")}
+
+
+def test_chameleon_host_reached_by_dnat_as_cc(tmp_path):
+    tb = testbed.Testbed()
+    tb.destroy(TWIN_LAB)
+    before, tables_before = _links(), _nft_tables()
+    key = tmp_path / "id_student"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    inv = tmp_path / "chameleon.yml"
+    info = tb.create(TWIN_LAB, 1, inventory=str(inv), chameleon=True, public_key=f"{key}.pub")
+    made, made_tables = _links() - before, _nft_tables() - tables_before
+    try:
+        (h,) = info["hosts"]
+        fip, private = h["floating_ip"], h["address"]
+        assert fip and fip != private
+        assert testbed.ipaddress.IPv4Address(fip) in testbed.twin.FLOATING_BASE
+        # the floating IP sits on the bridge the test bed created on the controller, nowhere else
+        net = tb.floating.load(TWIN_LAB)
+        ctl = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+        assert [line.split()[1] for line in ctl.splitlines() if f" {fip}/" in line] == [net.bridge]
+        # SSH as cc through the floating IP with the given key, passwordless sudo, python3
+        r = _ssh(key, f"cc@{fip}", "id -un; sudo -n true && echo sudo-ok; test -x /usr/bin/python3 && echo py-ok")
+        assert r.returncode == 0 and r.stdout.split() == ["cc", "sudo-ok", "py-ok"], r.stderr
+        # inside, only the private address: the floating IP is on no interface of the host
+        r = _ssh(key, f"cc@{fip}", "ip -o addr")
+        assert f" {private}/" in r.stdout and fip not in r.stdout, r.stdout
+        # root login is refused by sshd although root's authorized_keys holds the same key (as cloud-init does)
+        r = _ssh(key, f"cc@{fip}", "sudo -n cat /root/.ssh/authorized_keys")
+        assert key.with_suffix(".pub").read_text().split()[1] in r.stdout
+        for address in (fip, private):
+            r = _ssh(key, f"root@{address}", "true")
+            assert r.returncode == 255 and "Permission denied" in r.stderr, (address, r.stderr)
+        # the inventory is lease.py's shape: the floating IP, cc, the student's key, no private address
+        text = inv.read_text()
+        assert f'ansible_host: "{fip}"' in text and 'ansible_user: "cc"' in text and str(key) in text
+        assert "gourmetgram_private_address" not in text
+        # the tool's own ssh goes through the floating IP as cc and runs the command as root
+        assert tb.ssh(TWIN_LAB, h["name"], ["id", "-un"], capture=True).stdout.strip() == "root"
+    finally:
+        tb.destroy(TWIN_LAB)
+    st_bridge, fip_bridge = testbed.bridge_name(TWIN_LAB), testbed.twin.floating_bridge(TWIN_LAB)
+    assert {st_bridge, fip_bridge} <= made and len(made_tables) == 2, (made, made_tables)
+    # (other sessions' labs may come and go meanwhile: only what this lab made is checked)
+    assert not made & _links() and not made_tables & _nft_tables(), "destroy must remove the lab's links and tables"
+    assert not (tb.state_root / ".floating" / f"{TWIN_LAB}.json").exists()

@@ -112,3 +112,41 @@ def test_state_roundtrip(tmp_path):
     f = tmp_path / "state.json"
     st.save(f)
     assert testbed.LabState.load(f) == st
+
+
+# --- Chameleon-shaped hosts (ansible/testbed/twin.py)
+twin = testbed.twin
+
+
+def test_floating_subnets_are_disjoint_from_the_private_ones():
+    assert not twin.FLOATING_BASE.overlaps(testbed.SUBNET_BASE)
+    for name in ("twin-a", "twin-b", "ci"):
+        net = twin.floating_subnet(name)
+        assert net == twin.floating_subnet(name) and net.prefixlen == 24 and net.subnet_of(twin.FLOATING_BASE)
+        pool = twin.floating_pool(net)
+        assert pool[0].endswith(f".{twin.FLOATING_OFFSET}") and all(ipaddress.IPv4Address(a) in net for a in pool)
+        assert len(twin.floating_bridge(name)) <= testbed.IFNAMSIZ
+    assert twin.floating_bridge("twin-a") != twin.floating_bridge("twin-b")
+
+
+def test_nft_rules_dnat_each_floating_ip_and_masquerade_only_those():
+    rules = twin.nft_rules("gg_fip_x", {"10.210.0.51": "10.201.0.12", "10.210.0.50": "10.201.0.11"})
+    assert rules.startswith("table ip gg_fip_x\ndelete table ip gg_fip_x\n")  # replaced atomically
+    assert rules.count("ip daddr 10.210.0.50 dnat to 10.201.0.11") == 2  # prerouting and output
+    assert rules.count("dnat to") == 4
+    assert "ct original ip daddr 10.210.0.51 masquerade" in rules and rules.count("masquerade") == 2
+    assert "dnat" not in twin.nft_rules("gg_fip_x", {})
+
+
+def test_cloud_login_settings():
+    assert "PermitRootLogin no" in twin.sshd_dropin() and "PasswordAuthentication no" in twin.sshd_dropin()
+    assert twin.sudoers_dropin().splitlines()[-1] == "cc ALL=(ALL) NOPASSWD:ALL"
+    entry = twin.root_authorized_key("ssh-ed25519 AAAA me")
+    assert entry.endswith(" ssh-ed25519 AAAA me\n") and 'command="echo' in entry and "exit 142" in entry
+
+
+def test_inventory_of_a_chameleon_host_has_no_private_address():
+    text = testbed.render_inventory([{"name": "h", "address": "10.210.0.50", "private": ""}], "/k", user="cc")
+    host = yaml.safe_load(text)["all"]
+    assert host["vars"]["ansible_user"] == "cc"
+    assert host["hosts"]["h"] == {"ansible_host": "10.210.0.50"}
