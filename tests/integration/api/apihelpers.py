@@ -8,7 +8,8 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -118,3 +119,26 @@ def read_topics(
     finally:
         consumer.close()
     return found
+
+
+@contextmanager
+def image_insert_refused(engine: Any, caption: str, message: str, errcode: str | None = None) -> Iterator[None]:
+    """A trigger that makes PostgreSQL refuse the INSERT of an image with this caption (RAISE with
+    ``message``, SQLSTATE ``errcode`` or the default P0001); removed afterwards."""
+    fn = "gg_test_refuse_" + uuid.uuid4().hex[:10]
+    using = f" USING ERRCODE = '{errcode}'" if errcode else ""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.caption = '{caption}' THEN RAISE EXCEPTION '{message}'{using}; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        conn.execute(text(f"CREATE TRIGGER {fn} BEFORE INSERT ON images FOR EACH ROW EXECUTE FUNCTION {fn}()"))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {fn} ON images"))
+            conn.execute(text(f"DROP FUNCTION IF EXISTS {fn}()"))

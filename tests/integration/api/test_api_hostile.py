@@ -12,9 +12,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from tests.integration.api.apihelpers import jpeg_bytes, make_user, upload
+from tests.integration.api.apihelpers import image_insert_refused, jpeg_bytes, make_user, upload
 from tests.integration.api.test_api_writes import _keys
 from tests.unit.api.test_api_imaging import png_declaring
 
@@ -96,24 +95,10 @@ def test_decompression_bomb_is_413_without_decoding(client: httpx.Client, s3: An
 
 def test_database_data_error_is_422_and_leaves_no_orphan(client: httpx.Client, engine: Any, s3: Any) -> None:
     marker = f"bad-{uuid.uuid4().hex[:8]}"
-    fn = f"gg_test_dataerror_{marker.replace('-', '_')}"
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"IF NEW.caption = '{marker}' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '22023'; END IF; "
-                "RETURN NEW; END $$"
-            )
-        )
-        conn.execute(text(f"CREATE TRIGGER {fn} BEFORE INSERT ON images FOR EACH ROW EXECUTE FUNCTION {fn}()"))
-    try:
+    with image_insert_refused(engine, marker, "refused", errcode="22023"):
         user_id = make_user(client)
         before = _keys(s3)
         r = upload(client, user_id, caption=marker)
         assert r.status_code == 422, r.text
         assert "refused" not in r.text and r.json()["detail"][0]["msg"] == "a value cannot be stored"
         assert _keys(s3) == before
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {fn} ON images"))
-            conn.execute(text(f"DROP FUNCTION IF EXISTS {fn}()"))

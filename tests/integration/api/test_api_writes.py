@@ -15,6 +15,7 @@ from sqlalchemy import text
 from gourmetgram.common import names
 from tests.integration.api.apihelpers import (
     MAX_UPLOAD,
+    image_insert_refused,
     jpeg_bytes,
     make_user,
     outbox_ids,
@@ -172,17 +173,7 @@ def test_upload_checks_before_storage(client: httpx.Client, s3: Any) -> None:
 
 def test_no_orphan_object_when_db_write_fails(client: httpx.Client, engine: Any, s3: Any, unique: str) -> None:
     marker = f"fail-{unique}"
-    fn = f"gg_test_fail_{unique}"
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"IF NEW.caption = '{marker}' THEN RAISE EXCEPTION 'forced failure for test'; END IF; "
-                "RETURN NEW; END $$"
-            )
-        )
-        conn.execute(text(f"CREATE TRIGGER {fn} BEFORE INSERT ON images FOR EACH ROW EXECUTE FUNCTION {fn}()"))
-    try:
+    with image_insert_refused(engine, marker, "forced failure for test"):
         user_id = make_user(client)
         before = _keys(s3)
         r = upload(client, user_id, caption=marker)
@@ -192,10 +183,6 @@ def test_no_orphan_object_when_db_write_fails(client: httpx.Client, engine: Any,
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM images WHERE caption = :c"), {"c": marker}).scalar() == 0
         assert upload(client, user_id, caption="fine").status_code == 200
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {fn} ON images"))
-            conn.execute(text(f"DROP FUNCTION IF EXISTS {fn}()"))
 
 
 def test_concurrent_views_are_exact_with_two_workers(
