@@ -36,3 +36,18 @@ def test_scenario_states_only_differences(path: Path) -> None:
     assert not set(env) & set(base_env), f"{role}: env repeats the base config"
     assert env["GG_SECRETS_DIR"].endswith(f"molecule-{role}"), f"{role}: its own secrets directory"
     assert len(scenario["platforms"]) == 1 and scenario["platforms"][0]["groups"][0] == "gourmetgram"
+
+
+VERIFIES = sorted(ROOT.glob("roles/*/molecule/default/verify.yml"))
+
+
+@pytest.mark.parametrize("path", VERIFIES, ids=lambda p: p.parts[-4])
+def test_verify_gathers_the_network_facts(path: Path) -> None:
+    # gourmetgram_private_address (inventory/group_vars/all/topology.yml) is read from the host's
+    # network facts; a verify play without them fails on the first address it renders.
+    topology = (ROOT / "inventory/group_vars/all/topology.yml").read_text()
+    assert "ansible_facts['default_ipv4']" in topology, "the private address no longer comes from facts"
+    for play in yaml.safe_load(path.read_text()):
+        assert play.get("gather_facts", True), f"{path.parts[-4]}: {play['name']} gathers no facts"
+        subset = play.get("gather_subset", ["all"])
+        assert {"all", "network"} & set(subset), f"{path.parts[-4]}: {play['name']} leaves out the network facts"
