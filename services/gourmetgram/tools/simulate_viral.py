@@ -12,10 +12,22 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from gourmetgram.common import db, kafka, names
 from gourmetgram.common.events import ViewEvent
+
+_FRESH_IMAGE = text(
+    "SELECT id FROM images i WHERE NOT EXISTS (SELECT 1 FROM moderation_decisions d"
+    " WHERE d.image_id = i.id AND d.trigger_type = :trigger"
+    " AND d.created_at > now() - make_interval(secs => :cooldown)) ORDER BY random() LIMIT 1"
+)
+
+
+def fresh_image(conn: Connection) -> uuid.UUID | None:
+    """A random image that has not gone viral within the consumer's alert cooldown: such an image
+    would give no second alert and no decision (the lab's 8d burst must not land on 5b's image)."""
+    return conn.execute(_FRESH_IMAGE, {"trigger": names.TRIGGER_VIRAL, "cooldown": names.LONGEST_WINDOW}).scalar()
 
 
 def pick_image(database_url: str, image_id: str | None) -> uuid.UUID:
@@ -26,7 +38,7 @@ def pick_image(database_url: str, image_id: str | None) -> uuid.UUID:
             if found is None:
                 raise SystemExit(f"image {image_id} not found in the database")
             return found
-        found = conn.execute(text("SELECT id FROM images ORDER BY random() LIMIT 1")).scalar()
+        found = fresh_image(conn)
     if found is None:
         raise SystemExit("No images found in the database. Run the data generator first.")
     return found

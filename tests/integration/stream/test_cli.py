@@ -51,3 +51,30 @@ def test_models_lists_published_artifacts(s3):
     assert out["metadata"] == {"version": 3}
     default = json.loads(cli("models"))  # the CLI path, on the real prefix
     assert default["location"] == f"s3://{names.BUCKET_DATALAKE}/{names.MODEL_PREFIX}"
+
+
+def test_simulate_viral_picks_no_image_in_its_alert_cooldown(migrated_db):
+    from sqlalchemy import create_engine, text
+
+    from gourmetgram.tools import simulate_viral
+
+    _, fresh = h.seed_image(migrated_db)
+    engine = create_engine(migrated_db)
+    with engine.connect() as conn, conn.begin() as tx:
+        # Every other image went viral a minute ago (rolled back afterwards).
+        conn.execute(
+            text(
+                "INSERT INTO moderation_decisions (request_id, image_id, inference_mode, moderation_probability,"
+                " recommendation, trigger_type, created_at) SELECT gen_random_uuid(), id, 'heuristic', 0.3, 'REVIEW',"
+                " :t, now() - interval '1 minute'"
+                " FROM images WHERE id <> :fresh"
+            ),
+            {"t": names.TRIGGER_VIRAL, "fresh": fresh},
+        )
+        assert {simulate_viral.fresh_image(conn) for _ in range(5)} == {fresh}
+        conn.execute(
+            text("UPDATE moderation_decisions SET created_at = now() - interval '2 hours' WHERE image_id <> :f"),
+            {"f": fresh},
+        )
+        assert len({simulate_viral.fresh_image(conn) for _ in range(40)}) > 1  # past the cooldown: any image
+        tx.rollback()
