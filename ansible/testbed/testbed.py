@@ -327,6 +327,36 @@ def alive(pid: int, start: str) -> bool:
     return bool(pid) and bool(start) and proc_start_time(pid) == start
 
 
+def rooted_in(path: Path) -> list[int]:
+    """Pids of the processes whose root directory is path or below it: a host's processes."""
+    top = str(path.resolve())
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                root = os.readlink(proc / "root")
+                if root == top or root.startswith(top.rstrip("/") + "/"):
+                    pids.append(int(proc.name))
+    return pids
+
+
+def remove_tree(path: Path, timeout: float = 30.0) -> None:
+    """rmtree a host's directory. A process that outlives its nspawn (after a SIGKILLed poweroff
+    the kernel takes a moment to reap the container) can still write below it while rmtree runs:
+    such processes are killed and the removal is tried again."""
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        for pid in rooted_in(path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise TestbedError(f"cannot remove {path}: {exc}") from exc
+            time.sleep(0.5)
+
+
 def link_exists(name: str) -> bool:
     return Path(f"/sys/class/net/{name}").exists()
 
@@ -799,8 +829,7 @@ class Testbed:
     def destroy(self, lab: str) -> dict:
         d = self.lab_dir(lab)
         if not self.state_file(lab).exists():
-            if d.exists():
-                shutil.rmtree(d)
+            remove_tree(d)
             return {"lab": lab, "destroyed": False}
         st = self.load(lab)
         t0 = time.monotonic()
@@ -812,7 +841,7 @@ class Testbed:
         self._teardown_network(st)
         if st.floating_net:
             self.floating.destroy(st.floating_net)
-        shutil.rmtree(d)
+        remove_tree(d)
         return {"lab": lab, "destroyed": True, "seconds": round(time.monotonic() - t0, 1)}
 
     def reboot(self, lab: str, host: str) -> dict:

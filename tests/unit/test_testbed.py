@@ -150,3 +150,47 @@ def test_inventory_of_a_chameleon_host_has_no_private_address():
     host = yaml.safe_load(text)["all"]
     assert host["vars"]["ansible_user"] == "cc"
     assert host["hosts"]["h"] == {"ansible_host": "10.210.0.50"}
+
+
+def test_rooted_in_finds_processes_by_their_root(tmp_path):
+    import os
+
+    assert os.getpid() in testbed.rooted_in(Path("/"))
+    assert testbed.rooted_in(tmp_path) == []
+
+
+def test_remove_tree_retries_when_a_late_write_lands(tmp_path, monkeypatch):
+    """A host's last process may still write below its directory while it is removed (the
+    airflow scenario's destroy once failed with ENOTEMPTY on rootfs/root): the removal retries."""
+    import errno
+    import shutil
+
+    host = tmp_path / "host"
+    (host / "rootfs" / "root").mkdir(parents=True)
+    real, calls = shutil.rmtree, []
+
+    def racing_rmtree(path, *a, **kw):
+        calls.append(path)
+        if len(calls) == 1:  # the late write, then rmtree's own failure on that directory
+            (host / "rootfs" / "root" / "late").write_text("x")
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", "root")
+        real(path, *a, **kw)
+
+    monkeypatch.setattr(testbed.shutil, "rmtree", racing_rmtree)
+    testbed.remove_tree(host, timeout=10)
+    assert not host.exists() and len(calls) == 2
+    testbed.remove_tree(tmp_path / "gone")  # nothing there: nothing to do
+    assert len(calls) == 2
+
+
+def test_remove_tree_gives_up_with_a_clear_error(tmp_path, monkeypatch):
+    import errno
+
+    (tmp_path / "host").mkdir()
+
+    def stuck(path, *a, **kw):
+        raise OSError(errno.EBUSY, "Device or resource busy", str(path))
+
+    monkeypatch.setattr(testbed.shutil, "rmtree", stuck)
+    with pytest.raises(testbed.TestbedError, match="cannot remove"):
+        testbed.remove_tree(tmp_path / "host", timeout=1)
