@@ -71,6 +71,7 @@ class Sandbox:
         self.address = ""
         self.host = ""
         self.timings: dict[str, float] = {}
+        self.deploy_output = ""  # what the bring-up printed (lab step 3)
         # The -e arguments of the last `up`: a rerun with the same ones must change nothing.
         self.up_args: tuple[str, ...] = ()
 
@@ -158,6 +159,7 @@ def deploy() -> Iterator[Sandbox]:
         )
     try:
         out = s.command("status", label="status") if REUSE else s.up(label="deploy")
+        s.deploy_output = out
         m = re.search(r"GourmetGram is up on (\S+) \(([\d.]+)\)", out)
         assert m, out[-3000:]
         s.host, s.address = m.group(1), m.group(2)
