@@ -80,9 +80,16 @@ def _answers(host: str, port: int) -> bool:
 
 class Deployment:
     def __init__(
-        self, inventory: Path, secrets: Path, host: str, image_id: str = IMAGE_ID, view_member: str = "view-1"
+        self,
+        inventory: Path,
+        secrets: Path,
+        host: str,
+        image_id: str = IMAGE_ID,
+        view_member: str = "view-1",
+        lab: shared_deployment.Sandbox | None = None,
     ):
         self.inventory, self.secrets, self.host = inventory, secrets, host
+        self.lab = lab  # the lab's host, after its steps 4-8 (shared mode only)
         # The Redis window key the browser opens: the seeded one, or a real one on a lab host.
         self.image_id, self.view_member = image_id, view_member
 
@@ -106,7 +113,7 @@ def deployed(tmp_path_factory, request) -> Deployment:
         image_id = key.split(":")[1]
         # redis-commander lists a sorted set by descending score, 20 a page: the newest view is first.
         member = s.redis(f"ZREVRANGE {key} 0 0").strip()
-        yield Deployment(s.inventory, s.secrets, s.address, image_id=image_id, view_member=member)
+        yield Deployment(s.inventory, s.secrets, s.address, image_id=image_id, view_member=member, lab=s)
         return
     inv = os.environ.get("GG_UI_TEST_INVENTORY")
     if inv:
@@ -375,12 +382,17 @@ def test_airflow_dag_graph(deployed, page_for, shots):
     assert "etl_moderation" in page.inner_text("body")
 
 
-def test_jupyter_training_notebook(deployed, page_for, shots):
+def _jupyter(deployed, page_for):
     page = page_for()
     page.goto(deployed.url("jupyter"))
     page.fill("input[type='password']", deployed.secret("ui_jupyter_token"))
     page.keyboard.press("Enter")
     page.wait_for_url("**/lab**", timeout=60_000)
+    return page
+
+
+def test_jupyter_training_notebook(deployed, page_for, shots):
+    page = _jupyter(deployed, page_for)
     notebooks = [n for n in ("training_large_data_demo.ipynb", "training.ipynb") if (ROOT / "training" / n).exists()]
     if notebooks:
         # The server opens on the first training notebook (default_url) after the login.
@@ -398,3 +410,27 @@ def test_jupyter_training_notebook(deployed, page_for, shots):
     assert "training" in body
     if notebooks:
         assert notebooks[0] in body and "import" in body
+
+
+def test_jupyter_training_notebook_publishes_a_model(deployed, page_for, shots):
+    """Lab 7c, scenario 4 (docs/lab.md): training/training.ipynb, its cells run in JupyterLab on the
+    lab's own training data, publishes the four artifacts as the next model version."""
+    if deployed.lab is None:
+        pytest.skip("needs the lab's training data: the shared deployment (GG_DEPLOY_SHARED=1)")
+    from gourmetgram.common import names
+    from gourmetgram.tools.capped_kernel import kernel_spec
+
+    before = json.loads(deployed.lab.gourmetgram("models"))["metadata"]["version"]
+    page = _jupyter(deployed, page_for)
+    page.goto(deployed.url("jupyter", "/lab/tree/training/training.ipynb"))
+    page.locator(".lm-TabBar-tabLabel", has_text="training.ipynb").first.wait_for(timeout=60_000)
+    page.get_by_text(f"{kernel_spec()['display_name']} | Idle").wait_for(timeout=120_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    published = page.get_by_text(re.compile(r"published version \d+ to s3://"))
+    published.wait_for(timeout=600_000)  # the last cell's line: Run All stops at a cell that raises
+    page.screenshot(path=str(shots / "jupyter-training-published.png"), full_page=True)
+    models = json.loads(deployed.lab.gourmetgram("models"))
+    assert models["metadata"]["version"] == before + 1, (before, models["metadata"])
+    assert f"published version {before + 1} " in published.inner_text()
+    assert set(models["objects"]) >= {names.MODEL_FILE, names.SCALER_FILE, names.ENCODER_FILE, names.METADATA_FILE}
