@@ -327,28 +327,42 @@ def alive(pid: int, start: str) -> bool:
     return bool(pid) and bool(start) and proc_start_time(pid) == start
 
 
-def rooted_in(path: Path) -> list[int]:
-    """Pids of the processes whose root directory is path or below it: a host's processes."""
-    top = str(path.resolve())
+def rooted_in(roots: list[Path]) -> list[int]:
+    """Pids of the processes whose root directory is one of roots: a host's processes. nspawn
+    pivots into the host's root, so /proc/PID/root names no path here ("/"), but it is the same
+    directory: same device and inode."""
+    want = set()
+    for r in roots:
+        with contextlib.suppress(OSError):
+            st = os.stat(r)
+            want.add((st.st_dev, st.st_ino))
     pids = []
-    for proc in Path("/proc").iterdir():
+    for proc in Path("/proc").iterdir() if want else ():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
-                root = os.readlink(proc / "root")
-                if root == top or root.startswith(top.rstrip("/") + "/"):
+                st = os.stat(proc / "root")
+                if (st.st_dev, st.st_ino) in want:
                     pids.append(int(proc.name))
     return pids
 
 
+def kill_rooted_in(roots: list[Path]) -> list[int]:
+    """SIGKILL a host's processes. Its init is among them, and with it the kernel ends the whole
+    PID namespace: a container whose nspawn was killed would otherwise live on, orphaned."""
+    pids = rooted_in(roots)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
 def remove_tree(path: Path, timeout: float = 30.0) -> None:
-    """rmtree a host's directory. A process that outlives its nspawn (after a SIGKILLed poweroff
-    the kernel takes a moment to reap the container) can still write below it while rmtree runs:
-    such processes are killed and the removal is tried again."""
+    """rmtree a lab's directory, once no process runs in one of its hosts' roots (a host still
+    running writes below it while rmtree runs: ENOTEMPTY); tried again until the deadline."""
+    roots = [r for r in path.glob("hosts/*/root") if r.is_dir()]
     deadline = time.monotonic() + timeout
     while path.exists():
-        for pid in rooted_in(path):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_rooted_in(roots)
         try:
             shutil.rmtree(path)
         except OSError as exc:
@@ -663,7 +677,8 @@ class Testbed:
             if not alive(h.pid, h.pid_start):
                 return
             time.sleep(0.2)
-        log(f"{h.name}: no clean poweroff in {timeout:.0f} s, killing nspawn {h.pid}")
+        log(f"{h.name}: no clean poweroff in {timeout:.0f} s, killing its processes and nspawn {h.pid}")
+        kill_rooted_in([Path(h.root)])
         if alive(h.pid, h.pid_start):
             os.kill(h.pid, signal.SIGKILL)
         for _ in range(50):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib.util
 import ipaddress
+import os
+import shutil
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,19 +158,62 @@ def test_inventory_of_a_chameleon_host_has_no_private_address():
     assert host["hosts"]["h"] == {"ansible_host": "10.210.0.50"}
 
 
-def test_rooted_in_finds_processes_by_their_root(tmp_path):
-    import os
+def _chrooted_writer(root: Path) -> int:
+    """A child process inside root, as a host's processes are, writing files until it is killed."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.chroot(root)
+            os.chdir("/")
+            i = 0
+            while True:
+                with open(f"/f{i % 50}", "w") as f:
+                    f.write("x")
+                i += 1
+        finally:
+            os._exit(1)
+    return pid
 
-    assert os.getpid() in testbed.rooted_in(Path("/"))
-    assert testbed.rooted_in(tmp_path) == []
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root")
+
+
+def test_rooted_in_finds_processes_by_their_root(tmp_path):
+    assert os.getpid() in testbed.rooted_in([Path("/")])
+    assert testbed.rooted_in([tmp_path]) == [] and testbed.rooted_in([tmp_path / "gone"]) == []
+
+
+@needs_root
+def test_a_host_still_running_is_killed_and_its_tree_removed(tmp_path):
+    """After a poweroff that timed out, the container's init outlived its killed nspawn and kept
+    writing below its root: rmtree failed with ENOTEMPTY (the airflow molecule scenario)."""
+    root = tmp_path / "lab" / "hosts" / "h1" / "root"
+    root.mkdir(parents=True)
+    pid = _chrooted_writer(root)
+    try:
+        deadline = time.monotonic() + 10
+        while pid not in testbed.rooted_in([root]):
+            assert time.monotonic() < deadline, "the chrooted child is not found by its root"
+            time.sleep(0.05)
+        testbed.remove_tree(tmp_path / "lab", timeout=10)
+        deadline = time.monotonic() + 5
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            assert time.monotonic() < deadline, "the host's process still runs"
+            time.sleep(0.05)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        assert not (tmp_path / "lab").exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def test_remove_tree_retries_when_a_late_write_lands(tmp_path, monkeypatch):
     """A host's last process may still write below its directory while it is removed (the
-    airflow scenario's destroy once failed with ENOTEMPTY on rootfs/root): the removal retries."""
-    import errno
-    import shutil
-
+    airflow scenario's destroy once failed with ENOTEMPTY on hosts/<host>/root): the removal retries."""
     host = tmp_path / "host"
     (host / "rootfs" / "root").mkdir(parents=True)
     real, calls = shutil.rmtree, []
@@ -184,8 +233,6 @@ def test_remove_tree_retries_when_a_late_write_lands(tmp_path, monkeypatch):
 
 
 def test_remove_tree_gives_up_with_a_clear_error(tmp_path, monkeypatch):
-    import errno
-
     (tmp_path / "host").mkdir()
 
     def stuck(path, *a, **kw):
