@@ -63,6 +63,7 @@ class Check:
     status: Status
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
+    culprits: list[str] = field(default_factory=list)  # what the verdict line names (e.g. the units down)
 
 
 def verdict(checks: list[Check]) -> Status:
@@ -91,7 +92,8 @@ def check_units(run: Callable[..., subprocess.CompletedProcess[str]] = subproces
     )
     down = {u: s for u, s in states.items() if s != "active"}
     if down:
-        return Check("units", "fail", f"{len(down)} of {len(units)} units not active: " + ", ".join(down), states)
+        summary = f"{len(down)} of {len(units)} units not active: " + ", ".join(down)
+        return Check("units", "fail", summary, states, culprits=[u.removesuffix(".service") for u in down])
     return Check("units", "ok", f"{len(units)} units active", states)
 
 
@@ -219,7 +221,8 @@ def render(checks: list[Check], as_json: bool = False) -> str:
     v = verdict(checks)
     if as_json:
         return json.dumps({"verdict": v, "checks": [c.__dict__ for c in checks]}, indent=2, default=str)
-    bad = [c.name for c in checks if c.status == "fail"]
+    # The verdict line alone says what to look at: the failing checks, with the units that are down.
+    bad = [f"{c.name} ({', '.join(c.culprits)})" if c.culprits else c.name for c in checks if c.status == "fail"]
     head = {
         "fail": f"VERDICT: FAIL ({len(bad)} of {len(checks)} checks: {', '.join(bad)})",
         "warn": "VERDICT: OK with warnings",
