@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). On a fresh Debian 12 machine, as root:
 #
-#   tests/run.sh            # every stage: setup lint unit integration airflow testbed molecule deploy
+#   tests/run.sh            # every stage: setup lint unit integration airflow testbed molecule deploy chameleon
 #   tests/run.sh unit       # one or more stages (`all` = every stage)
 #
 # It installs what it needs (apt packages, a venv, Ansible collections, the Kafka/MinIO local
@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export GG_NO_SKIPS=1  # a skipped test fails the run (tests/conftest.py)
 venv=${GG_VENV:-$GG_CACHE/venv}
 export GG_VENV=$venv
-all_stages=(setup lint unit integration airflow testbed molecule deploy)
+all_stages=(setup lint unit integration airflow testbed molecule deploy chameleon)
 stages=("${@:-${all_stages[@]}}")
 [[ ${stages[0]} == all ]] && stages=("${all_stages[@]}")
 declare -a timings=()
@@ -75,6 +75,13 @@ stage_deploy() {
   [[ ${GG_DEPLOY_UI:-1} == 1 ]] && files+=(tests/testbed/test_ui_browser.py)
   files+=(tests/testbed/test_site.py)
   GG_DEPLOY_SHARED=1 pytest_run -q -s -p no:cacheprovider --durations=0 "${files[@]}"
+}
+
+stage_chameleon() {
+  # The README's Chameleon section on the twin: lease.py up against the fake KVM@TACC whose server
+  # is a real Chameleon-shaped host (floating IP by DNAT, user cc), platform.sh up --inventory by
+  # an unprivileged controller user, lab step 5 on it, lease.py down leaving nothing.
+  pytest_run -q -s -p no:cacheprovider --durations=0 tests/chameleon/test_twin.py
 }
 
 for s in "${stages[@]}"; do

@@ -243,7 +243,7 @@ class FakeKvmTacc:
         fid = self._id("fip")
         fip = {
             "id": fid,
-            "floating_ip_address": f"129.114.27.{next(self._ip_octet)}",
+            "floating_ip_address": self._fip_address(),
             "floating_network_id": PUBLIC_NET_ID,
             "port_id": None,
             "fixed_ip_address": None,
@@ -257,6 +257,16 @@ class FakeKvmTacc:
         self.fips[fid] = fip
         self._bind_fip(fip, port_id)
         return fip
+
+    # Where the twin (tests/twin/cloud.py) puts real hosts and addresses behind the same API.
+    def _fip_address(self) -> str:
+        return f"129.114.27.{next(self._ip_octet)}"
+
+    def _port_address(self, server_id: str) -> str:
+        return f"10.56.{len(self.ports)}.7"
+
+    def _fip_deleted(self, fip: dict[str, Any]) -> None:
+        pass
 
     def _bind_fip(self, fip: dict[str, Any], port_id: str | None) -> None:
         fip["port_id"] = port_id
@@ -491,7 +501,7 @@ class FakeKvmTacc:
                 "network_id": nid,
                 "device_id": sid,
                 "device_owner": "compute:nova",
-                "fixed_ips": [{"subnet_id": f"{nid}-subnet", "ip_address": f"10.56.{len(self.ports)}.7"}],
+                "fixed_ips": [{"subnet_id": f"{nid}-subnet", "ip_address": self._port_address(sid)}],
                 "security_groups": [DEFAULT_SG_ID],
                 "status": "ACTIVE",
                 "admin_state_up": True,
@@ -636,6 +646,8 @@ class FakeKvmTacc:
                     }
                 for r in self.rules_of(rid):
                     del self.rules[r["id"]]
+            if collection == "floatingips":
+                self._fip_deleted(item)
             del table[rid]
             return 204, None
         return None
