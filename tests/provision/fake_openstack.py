@@ -258,7 +258,7 @@ class FakeKvmTacc:
         self._bind_fip(fip, port_id)
         return fip
 
-    # Where the twin (tests/twin/cloud.py) puts real hosts and addresses behind the same API.
+    # Where the twin (tests/chameleon/cloud.py) puts real hosts and addresses behind the same API.
     def _fip_address(self) -> str:
         return f"129.114.27.{next(self._ip_octet)}"
 
