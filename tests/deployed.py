@@ -108,7 +108,7 @@ class Sandbox:
     def ssh_proc(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         testbed = ROOT / "ansible" / "testbed" / "testbed.py"
         return subprocess.run(
-            [sys.executable, str(testbed), "ssh", "--lab", LAB, "--host", self.host, "--", command],
+            [sys.executable, str(testbed), "ssh", "--lab", self.lab, "--host", self.host, "--", command],
             capture_output=True,
             text=True,
             timeout=timeout,

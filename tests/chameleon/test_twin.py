@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pwd
 import re
 import shutil
@@ -121,49 +120,31 @@ class Student:
 
 
 class TwinHost(Sandbox):
-    """The deployed twin host: SSH as cc through the floating IP (testbed.py ssh), then sudo."""
+    """The deployed twin host: Sandbox's SSH (testbed.py ssh) reaches it as cc through the floating
+    IP, then sudo."""
 
     def __init__(self, work: Path, lab: str, host: str, address: str) -> None:
         super().__init__(work)
         self.lab, self.host, self.address = lab, host, address
-
-    def ssh_proc(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        tool = ROOT / "ansible" / "testbed" / "testbed.py"
-        return subprocess.run(
-            [sys.executable, str(tool), "ssh", "--lab", self.lab, "--host", self.host, "--", command],
-            capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
 
 
 # --- the session ----------------------------------------------------------------------------------
 def _lease(cloud: TwinKvmTacc, student: Student, command: str) -> tuple[int, dict[str, Any]]:
     """``python provision/lease.py COMMAND --json``: its real code, against the twin, with the
     student's openrc and GG_* variables as the README has them."""
-    from fake_openstack import APP_CRED_ID, APP_CRED_SECRET
+    from fake_openstack import openrc
 
     from provision import lease as lease_cli
 
-    openrc = {
-        "OS_AUTH_TYPE": "v3applicationcredential",
-        "OS_AUTH_URL": "https://kvm.tacc.chameleoncloud.org:5000/v3",
-        "OS_REGION_NAME": "KVM@TACC",
-        "OS_APPLICATION_CREDENTIAL_ID": APP_CRED_ID,
-        "OS_APPLICATION_CREDENTIAL_SECRET": APP_CRED_SECRET,
-        "GG_NETID": "abc123",
-        "GG_KEY_NAME": KEY_NAME,
-        "GG_KEY_FILE": str(student.key),
-    }
-    saved = {k: os.environ.get(k) for k in openrc}
-    os.environ.update(openrc)  # lease.py's option defaults read $GG_KEY_NAME and $GG_KEY_FILE
+    env = dict(openrc(), GG_KEY_NAME=KEY_NAME, GG_KEY_FILE=str(student.key))
     out = student.home / f"lease-{command}.json"
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():  # lease.py's option defaults read $GG_KEY_NAME and $GG_KEY_FILE
+            mp.setenv(k, v)
         with out.open("w") as fh, contextlib.redirect_stdout(fh):
             code = lease_cli.main(
-                [command, "--json", "--inventory", str(student.repo / "inventory" / "chameleon.yml")], env=openrc
+                [command, "--json", "--inventory", str(student.repo / "inventory" / "chameleon.yml")], env=env
             )
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     text = out.read_text()
     return code, json.loads(text) if text.strip() else {}
 
@@ -202,12 +183,13 @@ def twin() -> Iterator[dict[str, Any]]:
 def host(twin: dict[str, Any]) -> TwinHost:
     student: Student = twin["student"]
     inventory = student.repo / "inventory" / "chameleon.yml"
+    artifacts = _artifacts()
     with timed("platform.sh up (student)"):
         proc = student.run(
             "provision/platform.sh up --inventory inventory/chameleon.yml"
             # What only the twin passes: this machine reaches no download site (module docstring).
-            f" -e kafka_local_artifact={_artifact('GG_KAFKA_TARBALL')}"
-            f" -e minio_local_artifact={_artifact('GG_MINIO_BINARY')}"
+            f" -e kafka_local_artifact={artifacts['GG_KAFKA_TARBALL']}"
+            f" -e minio_local_artifact={artifacts['GG_MINIO_BINARY']}"
             " -e gourmetgram_dataset=sample"
         )
     (student.home / "platform-up.log").write_text(proc.stdout + proc.stderr)
@@ -223,12 +205,13 @@ def host(twin: dict[str, Any]) -> TwinHost:
     return h
 
 
-def _artifact(name: str) -> str:
-    """The local Kafka/MinIO artifacts (ansible/artifacts/build.sh, built in the setup stage)."""
+def _artifacts() -> dict[str, str]:
+    """The local Kafka/MinIO artifacts (ansible/artifacts/build.sh, built in the setup stage), as
+    the NAME=PATH lines that platform.sh evaluates."""
     out = subprocess.run([str(ROOT / "ansible/artifacts/build.sh")], capture_output=True, text=True, check=True).stdout
-    m = re.search(rf"{name}=(\S+)", out)
-    assert m, out
-    return m.group(1).strip("'\"")
+    found = dict(line.split("=", 1) for line in out.splitlines() if line.startswith("GG_"))
+    assert {"GG_KAFKA_TARBALL", "GG_MINIO_BINARY"} <= set(found), out
+    return found
 
 
 # --- 1. lease.py up --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ for _path in (REPO_ROOT, Path(__file__).resolve().parent):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from fake_openstack import APP_CRED_ID, APP_CRED_SECRET, FakeKvmTacc  # noqa: E402
+from fake_openstack import FakeKvmTacc, openrc  # noqa: E402
 
 from provision import lease as lease_cli  # noqa: E402
 from provision.chameleon import inventory as ch_inventory  # noqa: E402
@@ -126,14 +126,7 @@ class Result:
 
 @pytest.fixture
 def env() -> dict[str, str]:
-    return {
-        "OS_AUTH_TYPE": "v3applicationcredential",
-        "OS_AUTH_URL": "https://kvm.tacc.chameleoncloud.org:5000/v3",
-        "OS_REGION_NAME": "KVM@TACC",
-        "OS_APPLICATION_CREDENTIAL_ID": APP_CRED_ID,
-        "OS_APPLICATION_CREDENTIAL_SECRET": APP_CRED_SECRET,
-        "GG_NETID": "abc123",
-    }
+    return openrc()
 
 
 @pytest.fixture

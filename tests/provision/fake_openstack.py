@@ -68,6 +68,18 @@ IMAGE_ID = "img-ubuntu2404"
 DEFAULT_SG_ID = "sg-default"
 
 
+def openrc() -> dict[str, str]:
+    """What a student's openrc exports for the credential this fake accepts (and the README's GG_NETID)."""
+    return {
+        "OS_AUTH_TYPE": "v3applicationcredential",
+        "OS_AUTH_URL": IDENTITY,
+        "OS_REGION_NAME": REGION,
+        "OS_APPLICATION_CREDENTIAL_ID": APP_CRED_ID,
+        "OS_APPLICATION_CREDENTIAL_SECRET": APP_CRED_SECRET,
+        "GG_NETID": "abc123",
+    }
+
+
 class LostResponse(requests.exceptions.ConnectionError):
     """The server did the work, but the answer never arrived."""
 
