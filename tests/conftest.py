@@ -142,8 +142,20 @@ def topics(kafka_bootstrap: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[Any]:
-    """One freshly deployed sandbox host for the session's deployment tests (tests/deployed.py)."""
+def chameleon_twin() -> Iterator[Any]:
+    """The Chameleon twin deployed as a student does it (tests/chameleon/session.py)."""
+    from tests.chameleon import session
+
+    yield from session.deploy()
+
+
+@pytest.fixture(scope="session")
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """One freshly deployed host for the session's deployment tests: the local sandbox
+    (tests/deployed.py), or with GG_DEPLOY_TWIN=1 (tests/run.sh chameleon) the Chameleon twin's host."""
+    if os.environ.get("GG_DEPLOY_TWIN") == "1":
+        yield request.getfixturevalue("chameleon_twin")
+        return
     from tests import deployed
 
     yield from deployed.deploy()

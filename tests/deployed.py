@@ -55,6 +55,8 @@ def recap_changed(output: str) -> dict[str, int]:
 class Sandbox:
     """The deployed host: platform.sh commands, SSH, psql and the generated secrets."""
 
+    bring_up = "provision/platform.sh up"  # the command that deployed it, as the README gives it
+
     def __init__(self, work: Path) -> None:
         self.work = work
         self.lab = LAB
