@@ -239,6 +239,9 @@ def test_only_ssh_and_ui_ports_answer_from_outside(site):
     broker, MinIO's S3 port) and Airflow's serve-logs on 8793 answer on the host, but not here."""
     t0 = time.monotonic()
     found = _open_ports(site.address, range(1, 65536))
+    # A SYN lost in the first burst (a neighbour entry or a NAT mapping still being set up) is not a
+    # closed port: the ports that did not answer get a second, patient probe, one at a time.
+    found |= {p for p in PUBLIC_PORTS - found if _open_ports(site.address, range(p, p + 1), timeout=5.0)}
     TIMINGS["port scan"] = round(time.monotonic() - t0, 1)
     assert found == PUBLIC_PORTS, f"open from outside: {sorted(found)}, expected {sorted(PUBLIC_PORTS)}"
     listening = site.sh("ss -Htln | awk '{print $4}'")
@@ -276,7 +279,8 @@ def test_secrets_private(site):
     for line in out.splitlines():
         _name, mode, _owner = line.split()
         assert mode == "600", line
-    assert not site.sh("journalctl --no-pager | grep -c 'Password for user' || true").strip().strip("0")
+    # [r]: the pattern must not match itself in the journal (sudo logs the command line on a cc host)
+    assert not site.sh("journalctl --no-pager | grep -c 'Password for use[r]' || true").strip().strip("0")
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in site.secrets.iterdir()}
     assert modes and set(modes.values()) == {"0o600"}, modes
 
@@ -284,7 +288,8 @@ def test_secrets_private(site):
 def test_second_run_changes_nothing(site):
     recap, out = site.playbook("second run")
     changed = [line for line in out.splitlines() if line.startswith("changed:")]
-    assert recap == {site.host: 0}, f"second run changed something: {recap}\n" + "\n".join(changed)
+    # the one host of the inventory (on the twin its inventory name is the server's, not the lab host's)
+    assert list(recap.values()) == [0], f"second run changed something: {recap}\n" + "\n".join(changed)
 
 
 # Killed by main PID (the daemon crashes; KillMode=control-group reaps the rest): under nspawn on
