@@ -417,19 +417,40 @@ def test_jupyter_training_notebook_publishes_a_model(deployed, page_for, shots):
     lab's own training data, publishes the four artifacts as the next model version."""
     if deployed.lab is None:
         pytest.skip("needs the lab's training data: the shared deployment (GG_DEPLOY_SHARED=1)")
+    from playwright.sync_api import expect
+
     from gourmetgram.common import names
     from gourmetgram.tools.capped_kernel import kernel_spec
 
     before = json.loads(deployed.lab.gourmetgram("models"))["metadata"]["version"]
+    idle = f"{kernel_spec()['display_name']} | Idle"
     page = _jupyter(deployed, page_for)
     page.goto(deployed.url("jupyter", "/lab/tree/training/training.ipynb"))
-    page.locator(".lm-TabBar-tabLabel", has_text="training.ipynb").first.wait_for(timeout=60_000)
-    page.get_by_text(f"{kernel_spec()['display_name']} | Idle").wait_for(timeout=120_000)
+    tab = page.locator(".lm-TabBar-tab", has_text="training.ipynb").first
+    tab.wait_for(timeout=60_000)
+    page.get_by_text(idle).wait_for(timeout=120_000)
+    # JupyterLab restores the workspace's tabs (the notebook an earlier visit opened) while it opens
+    # this one, and may leave the other current: Run All would run that one. Click, as a user would.
+    tab.click()
+    expect(tab).to_have_class(re.compile(r"\blm-mod-current\b"), timeout=10_000)
+    page.get_by_text(idle).wait_for(timeout=120_000)  # the status bar shows the current tab's kernel
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
     published = page.get_by_text(re.compile(r"published version \d+ to s3://"))
-    published.wait_for(timeout=600_000)  # the last cell's line: Run All stops at a cell that raises
+    # A cell that raised: its traceback, or the "error: ..." line the notebook prints for a LabError.
+    failed = (
+        page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output")
+        .get_by_text(re.compile(r"Traceback \(most recent call last\)|^error: "))
+        .first
+    )
+    deadline = time.monotonic() + 600  # Run All stops at a cell that raises: fail on it, not at the deadline
+    while not published.is_visible() and not failed.is_visible() and time.monotonic() < deadline:
+        page.wait_for_timeout(2_000)
     page.screenshot(path=str(shots / "jupyter-training-published.png"), full_page=True)
+    assert not failed.is_visible(), failed.inner_text()
+    assert published.is_visible(), (
+        "no 'published version' line in 600 s: " + page.inner_text(".jp-NotebookPanel:visible")[-2000:]
+    )
     models = json.loads(deployed.lab.gourmetgram("models"))
     assert models["metadata"]["version"] == before + 1, (before, models["metadata"])
     assert f"published version {before + 1} " in published.inner_text()
