@@ -150,6 +150,14 @@ def chameleon_twin() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def sandbox_bring_up() -> Iterator[Any]:
+    """The sandbox's bring-up running in the background beside the twin's lab (tests/deployed.py)."""
+    from tests import deployed
+
+    yield from deployed.in_background()
+
+
+@pytest.fixture(scope="session")
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
     """One freshly deployed host for the session's deployment tests: the local sandbox
     (tests/deployed.py), or with GG_DEPLOY_TWIN=1 (tests/run.sh chameleon) the Chameleon twin's host."""

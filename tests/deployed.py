@@ -173,3 +173,67 @@ def deploy() -> Iterator[Sandbox]:
         log(f"timings (s): {json.dumps(s.timings)}")
         if not KEEP:
             subprocess.run([str(ROOT / "provision/platform.sh"), "down"], env=s.env, capture_output=True, check=False)
+
+
+class BackgroundBringUp:
+    """The sandbox's bring-up (``provision/platform.sh up``) run behind other tests: started when
+    the fixture is first asked for, finished by ``wait()``. The Chameleon twin's lab (tests/run.sh
+    deploy) starts it beside its long waits, so one CI stage proves both of the README's commands."""
+
+    def __init__(self, work: Path) -> None:
+        self.sandbox = Sandbox(work)
+        self.log = work / "deploy.log"
+        self.t0 = time.monotonic()
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [str(ROOT / "provision" / "platform.sh"), "up"],
+                cwd=ROOT,
+                env=self.sandbox.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        log(f"sandbox bring-up started in the background (log {self.log})")
+
+    def wait(self, timeout: float) -> Sandbox:
+        s = self.sandbox
+        if s.host:
+            return s
+        rc = self.proc.wait(timeout=timeout)
+        s.timings["deploy"] = round(time.monotonic() - self.t0, 1)
+        out = self.log.read_text()
+        log(f"sandbox bring-up: {s.timings['deploy']} s (exit {rc}), beside other tests")
+        assert rc == 0, f"platform.sh up failed ({rc}):\n{out[-5000:]}"
+        s.deploy_output = out
+        m = re.search(r"GourmetGram is up on (\S+) \(([\d.]+)\)", out)
+        assert m, out[-3000:]
+        s.host, s.address = m.group(1), m.group(2)
+        return s
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            self.proc.wait(timeout=60)
+
+
+def in_background() -> Iterator[BackgroundBringUp]:
+    """Generator behind the session fixture `sandbox_bring_up` (tests/conftest.py)."""
+    work = Path(os.environ.get("GG_E2E_DIR", f"/tmp/gg-e2e-{LAB}"))
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "ansible/testbed/testbed.py"), "destroy", "--lab", LAB],
+        capture_output=True,
+        check=False,
+    )
+    bg = BackgroundBringUp(work)
+    try:
+        yield bg
+    finally:
+        bg.stop()
+        if not KEEP:
+            subprocess.run(
+                [str(ROOT / "provision/platform.sh"), "down"], env=bg.sandbox.env, capture_output=True, check=False
+            )

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). On a fresh Debian 12 machine, as root:
 #
-#   tests/run.sh            # every stage: setup lint unit integration airflow testbed molecule deploy chameleon
-#   tests/run.sh unit       # one or more stages (`all` = every stage)
+#   tests/run.sh            # every stage: setup lint unit integration airflow testbed molecule deploy
+#   tests/run.sh unit       # one or more stages (`all` = every stage; `sandbox`: the lab on the sandbox)
 #
 # It installs what it needs (apt packages, a venv, Ansible collections, the Kafka/MinIO local
 # artifacts, Airflow), starts the loopback servers, and prints each stage's duration. Downloads
@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export GG_NO_SKIPS=1  # a skipped test fails the run (tests/conftest.py)
 venv=${GG_VENV:-$GG_CACHE/venv}
 export GG_VENV=$venv
-all_stages=(setup lint unit integration airflow testbed molecule deploy chameleon)
+all_stages=(setup lint unit integration airflow testbed molecule deploy)
 stages=("${@:-${all_stages[@]}}")
 [[ ${stages[0]} == all ]] && stages=("${all_stages[@]}")
 declare -a timings=()
@@ -68,25 +68,26 @@ stage_molecule() {
 }
 
 stage_deploy() {
-  # One fresh host deployed with the README's command; the lab steps 4-8 on it, then the UIs in
-  # headless Chromium (GG_DEPLOY_UI=0 leaves them out), then the site checks (second run
-  # changed=0, SIGKILL, reboot). `-s` shows the tests' progress lines and timings as they happen.
+  # One deployment, on the user's path: the README's Chameleon section on the twin
+  # (tests/chameleon/session.py: lease.py up against the fake KVM@TACC whose server is a real
+  # Chameleon-shaped host, floating IP by DNAT, user cc; platform.sh up --inventory by an
+  # unprivileged user, Kafka and MinIO from the airgap mirror). On that host: the twin's checks, the
+  # lab steps 3-8, the UIs in headless Chromium through the floating IP (GG_DEPLOY_UI=0 leaves them
+  # out), the site checks (second run changed=0, SIGKILL, reboot). The README's other command, the
+  # sandbox's `platform.sh up`, runs in the background from step 6 on (tests/e2e/test_sandbox.py
+  # checks it and takes it down); lease.py down ends the stage. `-s` shows progress as it happens.
+  local files=(tests/chameleon/test_twin.py tests/e2e/test_lab.py)
+  [[ ${GG_DEPLOY_UI:-1} == 1 ]] && files+=(tests/testbed/test_ui_browser.py)
+  files+=(tests/testbed/test_site.py tests/e2e/test_sandbox.py tests/chameleon/test_twin_down.py)
+  GG_DEPLOY_TWIN=1 GG_DEPLOY_SHARED=1 pytest_run -q -s -p no:cacheprovider --durations=0 "${files[@]}"
+}
+
+stage_sandbox() {
+  # Not in `all`: the same lab, UI and site tests on the local sandbox host instead of the twin.
   local files=(tests/e2e/test_lab.py)
   [[ ${GG_DEPLOY_UI:-1} == 1 ]] && files+=(tests/testbed/test_ui_browser.py)
   files+=(tests/testbed/test_site.py)
   GG_DEPLOY_SHARED=1 pytest_run -q -s -p no:cacheprovider --durations=0 "${files[@]}"
-}
-
-stage_chameleon() {
-  # The README's Chameleon section on the twin (tests/chameleon/session.py): lease.py up against
-  # the fake KVM@TACC whose server is a real Chameleon-shaped host (floating IP by DNAT, user cc),
-  # platform.sh up --inventory by an unprivileged user with Kafka and MinIO from the airgap mirror,
-  # the twin's checks, lab step 5, the Kafka console in Chromium through the floating IP, and
-  # lease.py down leaving nothing. (GG_DEPLOY_TWIN=1 with the deploy stage's files runs the whole
-  # lab on the twin host instead: not yet the CI path, see the README.)
-  GG_DEPLOY_TWIN=1 GG_DEPLOY_SHARED=1 pytest_run -q -s -p no:cacheprovider --durations=0 \
-    tests/chameleon/test_twin.py tests/chameleon/test_twin_step5.py \
-    tests/testbed/test_ui_browser.py::test_kafka_views_topic_messages tests/chameleon/test_twin_down.py
 }
 
 for s in "${stages[@]}"; do
