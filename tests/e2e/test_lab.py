@@ -5,8 +5,9 @@ default settings. The tests then take the guide's steps 2–8 in order: each she
 guide is run verbatim on the host (``sudo …``, ``journalctl … -f``), each SQL block through psql as
 Adminer would send it, and the output the guide promises is matched against what the platform
 prints (tests/guide.py: words and markers literal, numbers and ids as placeholders). The Airflow
-steps are the toggles the guide describes, through the REST API the UI's toggle calls; the
-browser clicks themselves are tests/testbed/test_ui_browser.py, on the same host afterwards.
+steps are the guide's clicks in headless Chromium (tests/browser.py: sign in, **Dags**, each DAG's
+toggle ON), the runs they start read through the REST API; the other UI steps are
+tests/testbed/test_ui_browser.py, on the same host afterwards.
 
     sudo $GG_CACHE/venv/bin/pytest -m e2e tests/e2e -s
 
@@ -27,7 +28,7 @@ from typing import Any
 import pytest
 
 from gourmetgram.common import names
-from tests import guide
+from tests import browser, guide
 from tests.deployed import Sandbox, log, wait_for
 from tests.guide import section
 
@@ -183,11 +184,17 @@ def _airflow(platform: Sandbox, method: str, path: str, body: dict | None = None
         raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from exc
 
 
-def _toggle_on(platform: Sandbox, token: str, key: str, dag_id: str) -> dict[str, Any]:
-    """The guide's toggle (the UI's PATCH is_paused=false), and the run it starts "at once": a
-    DAG that only runs when its **Trigger** button is pressed too fails here."""
-    assert f"`{dag_id}`" in section(key).body
-    _airflow(platform, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token)
+def _toggle_on(platform: Sandbox, page: Any, token: str, key: str, dag_id: str) -> dict[str, Any]:
+    """The guide's click: **Dags** -> the DAG's toggle -> ON, in Chromium; then the run it starts
+    "at once" (read through the REST API): a DAG that only runs when **Trigger** is pressed too
+    fails here."""
+    from playwright.sync_api import expect
+
+    assert f"`{dag_id}`" in section(key).body and "toggle" in section(key).body
+    toggle = browser.airflow_dag_toggle(page, f"http://{platform.address}:8080", dag_id)
+    toggle.click()
+    expect(toggle).to_have_attribute("data-state", "checked", timeout=30_000)
+    assert _airflow(platform, "GET", f"/api/v2/dags/{dag_id}", token=token)["is_paused"] is False, dag_id
 
     def started() -> dict[str, Any] | None:
         runs = _airflow(platform, "GET", f"/api/v2/dags/{dag_id}/dagRuns", token=token)["dag_runs"]
@@ -238,11 +245,16 @@ def test_step6_toggles_then_verify_pipeline(platform: Sandbox) -> None:
     token = _airflow(
         platform, "POST", "/auth/token", {"username": "admin", "password": platform.secret("airflow_admin_password")}
     )["access_token"]
-    for dag_id in (names.DAG_AGGREGATION, names.DAG_ETL):  # 6b: both paused
-        assert _airflow(platform, "GET", f"/api/v2/dags/{dag_id}", token=token)["is_paused"] is True, dag_id
-    for key, dag_id in (("6c", names.DAG_AGGREGATION), ("6d", names.DAG_ETL)):
-        run = _toggle_on(platform, token, key, dag_id)
-        platform.timings[f"dag {dag_id}"] = _green(platform, token, key, dag_id, run)
+    base = f"http://{platform.address}:8080"
+    with browser.chromium() as chromium, browser.pages(chromium) as new_page:
+        page = new_page()
+        browser.airflow_sign_in(page, base, platform.secret("airflow_admin_password"))  # 6b
+        for dag_id in (names.DAG_AGGREGATION, names.DAG_ETL):  # "Both DAGs are paused"
+            assert browser.airflow_dag_toggle(page, base, dag_id).get_attribute("data-state") == "unchecked", dag_id
+            assert _airflow(platform, "GET", f"/api/v2/dags/{dag_id}", token=token)["is_paused"] is True, dag_id
+        for key, dag_id in (("6c", names.DAG_AGGREGATION), ("6d", names.DAG_ETL)):
+            run = _toggle_on(platform, page, token, key, dag_id)
+            platform.timings[f"dag {dag_id}"] = _green(platform, token, key, dag_id, run)
     out = platform.ssh(section("6e").command())
     shown("6e", out, optional=("Waiting for their label",))
     rows = int(re.search(r"Row count: (\d+)", out).group(1))  # type: ignore[union-attr]

@@ -7,8 +7,8 @@ saves a PNG screenshot and asserts on what the page shows. Anonymous requests to
 refused or sent to a login page.
 
 Deployment (module fixture):
-  - GG_DEPLOY_SHARED=1 (tests/run.sh deploy): the session's sandbox host after the lab steps
-    (tests/deployed.py), so every page shows the lab's real data;
+  - GG_DEPLOY_SHARED=1 (tests/run.sh deploy): the session's deployed host after the lab steps
+    (the Chameleon twin's in CI, tests/conftest.py `sandbox`), so every page shows the lab's real data;
   - GG_UI_TEST_INVENTORY=<inventory with a `ui` group> and GG_SECRETS_DIR=<its secrets dir>: use
     an already deployed host (e.g. after the full site.yml);
   - otherwise: create the test host lab `u-uibrowser` (ansible/testbed/testbed.py), run
@@ -37,23 +37,13 @@ import pytest
 import requests
 
 from tests import deployed as shared_deployment
+from tests.browser import airflow_sign_in, chromium, pages
 
 pytestmark = [pytest.mark.testbed, pytest.mark.timeout(3600)]  # may deploy its own host
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "ansible" / "testbed" / "testbed.py"
 LAB = "u-uibrowser"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 IMAGE_ID = "3f1d2c4b-5a6e-4f70-8a9b-0c1d2e3f4a5b"  # seeded by tests/testbed/ui_site.yml
 PORTS = {
     "adminer": 5050,
@@ -172,36 +162,15 @@ def shots() -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"],
-            check=True,
-            capture_output=True,
-            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-        )
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    pytest.importorskip("playwright.sync_api")
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
-def page_for(browser, tmp_path):
-    contexts = []
-
-    def make(http_user: str | None = None, http_password: str | None = None):
-        kw = {"viewport": {"width": 1400, "height": 900}}
-        if http_user:
-            kw["http_credentials"] = {"username": http_user, "password": http_password}
-        ctx = browser.new_context(**kw)
-        ctx.set_default_timeout(30_000)
-        contexts.append(ctx)
-        return ctx.new_page()
-
-    yield make
-    for c in contexts:
-        c.close()
+def page_for(browser):
+    with pages(browser) as make:
+        yield make
 
 
 # --- anonymous access ------------------------------------------------------------------------
@@ -272,6 +241,61 @@ def test_adminer_moderation_decisions(deployed, page_for, shots):
     body = page.inner_text("body")
     assert "moderation_decisions" in body
     assert "recommendation" in body and any(r in body for r in ("REVIEW", "FLAG", "SAFE"))
+
+
+def _adminer_login(deployed, page_for):
+    page = page_for(deployed.user, deployed.secret("ui_adminer_password"))
+    page.goto(deployed.url("adminer"))
+    page.fill("input[name='auth[password]']", deployed.secret("postgres_app_password"))
+    page.click("input[type=submit]")
+    page.wait_for_selector("#tables", timeout=30_000)
+    return page
+
+
+def _adminer_sql_command(page, sql: str) -> tuple[list[str], list[list[str]]]:
+    """The guide's **SQL command**, paste, **Execute**: the result table's header and rows."""
+    page.get_by_role("link", name="SQL command").click()
+    # Adminer's highlighter (jush) replaces the textarea by an editable <pre> and copies it back on
+    # Execute from its key events: typed, as a reader's paste, not set.
+    page.locator("pre.sqlarea").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(sql)
+    page.get_by_role("button", name="Execute").click()
+    result = page.locator("#content table.nowrap, #content .error").first
+    result.wait_for(timeout=30_000)
+    assert result.evaluate("e => e.tagName") == "TABLE", result.inner_text()
+    head = [h.strip() for h in result.locator("thead th").all_inner_texts()]
+    rows = [[c.strip() for c in r.locator("td").all_inner_texts()] for r in result.locator("tbody tr").all()]
+    return head, rows
+
+
+def test_adminer_sql_command_runs_the_guides_queries(deployed, page_for, shots):
+    """Lab 5e and 8e as the guide has them: SQL command, paste the guide's query, Execute."""
+    if deployed.lab is None:
+        pytest.skip("needs the lab's decisions: the shared deployment (GG_DEPLOY_SHARED=1)")
+    from tests.guide import section
+
+    page = _adminer_login(deployed, page_for)
+    (latest,) = section("5e").sql()
+    head, rows = _adminer_sql_command(page, latest)
+    page.screenshot(path=str(shots / "adminer-5e-latest-decisions.png"), full_page=True)
+    assert head[:6] == [
+        "image_id",
+        "inference_mode",
+        "moderation_probability",
+        "recommendation",
+        "trigger_type",
+        "created_at",
+    ], head
+    ids = {r[0] for r in deployed.lab.psql(latest)}
+    assert rows and all(len(r) == 6 for r in rows) and rows[0][0] in ids, (rows, ids)
+    (compare,) = section("8e").sql()
+    head, rows = _adminer_sql_command(page, compare)
+    page.screenshot(path=str(shots / "adminer-8e-heuristic-vs-model.png"), full_page=True)
+    assert head[0] == "inference_mode" and head[-3:] == ["flagged", "review", "safe"], head
+    # "Expect two rows, heuristic and model, with different distributions"
+    assert sorted(r[0] for r in rows) == ["heuristic", "model"], rows
+    assert rows[0][2:] != rows[1][2:], rows
 
 
 def test_kafka_views_topic_messages(deployed, page_for, shots):
@@ -367,12 +391,7 @@ def test_airflow_dag_graph(deployed, page_for, shots):
     if not _answers(deployed.host, PORTS["airflow"]):
         pytest.skip("no Airflow on 8080")
     page = page_for()
-    page.goto(deployed.url("airflow", "/"))
-    page.wait_for_url("**/auth/login**")
-    page.fill("input[name='username']", "admin")
-    page.fill("input[name='password']", deployed.secret("airflow_admin_password"))
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=60_000)
+    airflow_sign_in(page, deployed.url("airflow", ""), deployed.secret("airflow_admin_password"))
     page.goto(deployed.url("airflow", "/dags/etl_moderation"))
     page.get_by_role("button", name=re.compile("Show Graph")).first.click()
     for task in ("extract_data", "transform_features", "load_iceberg"):
