@@ -160,7 +160,7 @@ def sandbox_bring_up() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
     """One freshly deployed host for the session's deployment tests: the local sandbox
-    (tests/deployed.py), or with GG_DEPLOY_TWIN=1 (tests/run.sh chameleon) the Chameleon twin's host."""
+    (tests/deployed.py), or with GG_DEPLOY_TWIN=1 (tests/run.sh deploy) the Chameleon twin's host."""
     if os.environ.get("GG_DEPLOY_TWIN") == "1":
         yield request.getfixturevalue("chameleon_twin")
         return

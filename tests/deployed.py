@@ -2,7 +2,8 @@
 
 The host is brought up exactly as the README tells a newcomer: ``provision/platform.sh up`` (a
 fresh Debian 12 systemd-nspawn host, Kafka and MinIO from the local artifacts, the sample dataset).
-``tests/e2e/test_lab.py`` always runs on it; with ``GG_DEPLOY_SHARED=1`` (``tests/run.sh deploy``)
+``tests/e2e/test_lab.py`` always runs on it (or, with ``GG_DEPLOY_TWIN=1`` as in ``tests/run.sh
+deploy``, on the Chameleon twin's host); with ``GG_DEPLOY_SHARED=1``
 the UI browser test and then the site checks run on the same host afterwards instead of deploying
 hosts of their own: the lab steps leave the data the UI pages show, and the site checks (second
 run changed=0, SIGKILL, reboot) end the session.

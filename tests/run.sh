@@ -62,6 +62,7 @@ stage_testbed() {
 }
 
 stage_molecule() {
+  tests/infra/servers.sh stop >/dev/null  # not used from here on: their CPU goes to the test hosts
   # Every role's molecule scenario (converge, idempotence, verify) on a fresh test host.
   # Scenarios run side by side (each on its own host and lab); GG_MOLECULE_WORKERS sets how many.
   pytest_run -q -p no:cacheprovider --durations=0 -n "${GG_MOLECULE_WORKERS:-3}" --dist load tests/testbed/test_molecule.py
@@ -74,11 +75,13 @@ stage_deploy() {
   # unprivileged user, Kafka and MinIO from the airgap mirror). On that host: the twin's checks, the
   # lab steps 3-8, the UIs in headless Chromium through the floating IP (GG_DEPLOY_UI=0 leaves them
   # out), the site checks (second run changed=0, SIGKILL, reboot). The README's other command, the
-  # sandbox's `platform.sh up`, runs in the background from step 6 on (tests/e2e/test_sandbox.py
-  # checks it and takes it down); lease.py down ends the stage. `-s` shows progress as it happens.
-  local files=(tests/chameleon/test_twin.py tests/e2e/test_lab.py)
+  # sandbox's `platform.sh up`, runs in the background from lab step 6 on; after step 8
+  # tests/e2e/test_sandbox.py checks it and takes it down (two idle platforms would slow the UI
+  # tests on 2 cores). lease.py down ends the stage. `-s` shows progress as it happens.
+  local files=(tests/chameleon/test_twin.py tests/e2e/test_lab.py tests/e2e/test_sandbox.py)
   [[ ${GG_DEPLOY_UI:-1} == 1 ]] && files+=(tests/testbed/test_ui_browser.py)
-  files+=(tests/testbed/test_site.py tests/e2e/test_sandbox.py tests/chameleon/test_twin_down.py)
+  files+=(tests/testbed/test_site.py tests/chameleon/test_twin_down.py)
+  tests/infra/servers.sh stop >/dev/null  # the loopback servers of the earlier stages: CPU for the hosts
   GG_DEPLOY_TWIN=1 GG_DEPLOY_SHARED=1 pytest_run -q -s -p no:cacheprovider --durations=0 "${files[@]}"
 }
 

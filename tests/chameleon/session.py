@@ -9,8 +9,8 @@ section as a student runs it, against a KVM@TACC whose servers are real hosts.
    an ssh client), deploying as ``cc`` with sudo through the floating IP.
 
 The session fixture ``chameleon_twin`` (tests/conftest.py) yields the deployed host; with
-``GG_DEPLOY_TWIN=1`` (tests/run.sh chameleon) it is also the session's ``sandbox``, so the UI test
-(and, when given their files, the lab guide and the site checks) run on it.
+``GG_DEPLOY_TWIN=1`` (tests/run.sh deploy) it is also the session's ``sandbox``, so the lab guide,
+the UI tests and the site checks run on it.
 tests/chameleon/test_twin_down.py ends the session with ``lease.py down``; if it does not run,
 the fixture's finalizer still leaves nothing behind (GG_TWIN_KEEP=1 keeps the host, for
 developing tests only).

@@ -8,8 +8,8 @@ promises, checked on the host that tests/chameleon/session.py deployed as a stud
 - Kafka and MinIO came by the download path a real host takes (the roles' get_url with the
   checksum, then the unpack), from the twin's airgap mirror at the official URL paths.
 
-tests/run.sh chameleon runs lab step 5 (test_twin_step5.py) and the Kafka console in Chromium on
-the same host afterwards, and tests/chameleon/test_twin_down.py ends it.
+tests/run.sh deploy runs the lab guide, the UI tests and the site checks on the same host
+afterwards, and tests/chameleon/test_twin_down.py ends it.
 
     sudo GG_DEPLOY_TWIN=1 $GG_CACHE/venv/bin/pytest -s tests/chameleon/test_twin.py tests/chameleon/test_twin_down.py
 """

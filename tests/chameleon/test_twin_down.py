@@ -1,5 +1,5 @@
 """The end of the twin's session (issue 11): ``lease.py down`` leaves nothing in the cloud, the
-inventory is gone, and so are the host and its floating IP's DNAT. tests/run.sh chameleon runs
+inventory is gone, and so are the host and its floating IP's DNAT. tests/run.sh deploy runs
 this module last, after the other checks on the same host."""
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ again and a row, an object, a Redis key and a Kafka message written before are s
     sudo /tmp/venv-site/bin/pytest -m testbed tests/testbed/test_site.py -s
 
 GG_SITE_LAB (default s-site) names the lab; GG_SITE_KEEP=1 keeps the host. With GG_DEPLOY_SHARED=1
-(tests/run.sh deploy) the checks run on the session's sandbox host instead (tests/deployed.py),
-after the lab steps and the UI test: its first run is `platform.sh up`, the second the same
-command.
+(tests/run.sh deploy) the checks run on the session's deployed host instead (the Chameleon twin's
+in CI, tests/conftest.py `sandbox`), after the lab steps and the UI test: its first run is the
+session's bring-up, the second the same command.
 """
 
 from __future__ import annotations
