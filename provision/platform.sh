@@ -94,6 +94,11 @@ EOF
   "$venv/bin/ansible" -i "$inventory" "$host" -m ansible.builtin.command \
     -a "systemctl list-units --no-legend --plain gourmetgram-* --all" -o 2>/dev/null |
     sed 's/ | CHANGED | rc=0 | (stdout) /\n/; s/\\n/\n/g' | sed 's/^/  /' || true
+  # A unit that gave up: its own last lines, so the reader sees why without another login.
+  "$venv/bin/ansible" -i "$inventory" "$host" -b -m ansible.builtin.shell -a '
+    for u in $(systemctl list-units --no-legend --plain --state=failed "gourmetgram-*" | cut -d" " -f1); do
+      echo "$u failed; its last lines (journalctl -u $u):"; journalctl -u "$u" -n 20 --no-pager -o short-iso
+    done' 2>/dev/null | sed '1d; s/^/  /' || true
 }
 
 deployment_name() { if $sandbox; then echo sandbox; else basename "$inventory" .yml; fi; }

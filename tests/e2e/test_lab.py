@@ -90,7 +90,7 @@ def step3_checks(platform: Sandbox) -> None:
     assert listed and all(
         v == ("loaded active exited" if u == "gourmetgram-firewall" else "loaded active running")
         for u, v in listed.items()
-    ), listed
+    ), platform.deploy_output[platform.deploy_output.find("systemctl status gourmetgram-*:") :]
     out = platform.ssh_proc(status[0]).stdout
     units: dict[str, str] = {}
     unit = ""
