@@ -53,7 +53,18 @@ class TwinKvmTacc(FakeKvmTacc):
         self.boot_errors: dict[str, str] = {}
         self.teardowns: list[threading.Thread] = []
         self.timings: dict[str, float] = {}
+        self.reclaimed = self._reclaim()
         tb.floating.ensure(self.floating_net)
+
+    def _reclaim(self) -> list[str]:
+        """Hosts and the floating network a killed run left (its state outlives it, in $GG_CACHE):
+        removed first, or the first server create would find its lab taken and go to ERROR."""
+        stale = sorted(f.parent.name for f in self.tb.state_root.glob(f"{self.prefix}-*/state.json"))
+        for lab in stale:
+            self.tb.destroy(lab)
+        if self.tb.floating.destroy(self.floating_net):
+            stale.append(self.floating_net)
+        return stale
 
     def add_keypair(self, name: str, key_file: Path) -> None:
         """The student's key pair, as imported in the dashboard."""

@@ -181,6 +181,8 @@ def deploy() -> Iterator[TwinHost]:
     with timed("student checkout"):
         student.checkout()
     cloud = TwinKvmTacc(tb, testbed)
+    if cloud.reclaimed:
+        log(f"left by an interrupted run, removed first: {', '.join(cloud.reclaimed)}")
     cloud.add_keypair(KEY_NAME, student.key)
     host = TwinHost(student, cloud)
     host.state["tb"] = tb

@@ -22,6 +22,7 @@ _spec.loader.exec_module(testbed)
 
 pytestmark = pytest.mark.testbed
 LAB = "r-tooltest"
+RECLAIM_PREFIX = "r-reclaim"
 
 
 def _links() -> set[str]:
@@ -139,3 +140,24 @@ def test_chameleon_host_reached_by_dnat_as_cc(tmp_path):
     # (other sessions' labs may come and go meanwhile: only what this lab made is checked)
     assert not made & _links() and not made_tables & _nft_tables(), "destroy must remove the lab's links and tables"
     assert not (tb.state_root / ".floating" / f"{TWIN_LAB}.json").exists()
+
+
+def test_twin_cloud_removes_what_a_killed_run_left():
+    """A deploy stage killed mid-run leaves its host and floating network behind (their state is in
+    $GG_CACHE); the next run's twin removes them before its first server create, which would
+    otherwise find its lab taken ("lab chi-1 exists") and put the student's server in ERROR."""
+    from tests.chameleon.cloud import TwinKvmTacc
+
+    tb, lab, net = testbed.Testbed(), f"{RECLAIM_PREFIX}-1", f"{RECLAIM_PREFIX}-public"
+    tb.destroy(lab)
+    tb.floating.destroy(net)
+    tb.create(lab, 1, chameleon=True, floating=False)
+    tb.floating.ensure(net)
+    cloud = TwinKvmTacc(tb, testbed, prefix=RECLAIM_PREFIX)
+    try:
+        assert cloud.reclaimed == [lab, net]
+        assert not tb.state_file(lab).exists() and not testbed.link_exists(testbed.bridge_name(lab))
+        assert tb.floating.load(net).allocated == []  # the network is the new run's, fresh
+    finally:
+        cloud.close()
+    assert not (tb.state_root / ".floating" / f"{net}.json").exists()
