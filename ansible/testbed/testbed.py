@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cgroups
 import twin
 
 SUITE = "bookworm"
@@ -610,6 +611,8 @@ class Testbed:
             f"--bind={c['pip']}:{GUEST_PIP_CACHE}",
             f"--bind-ro={c['artifacts']}:{GUEST_ARTIFACTS}",
         ]
+        # in a cgroup of its own, so that no two guests' systemds manage the same unit cgroups
+        cmd = cgroups.launcher(cgroups.prepare(h.machine), cmd)
         p = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -850,6 +853,7 @@ class Testbed:
         t0 = time.monotonic()
         for h in st.hosts:
             self._stop(h)
+            cgroups.remove_host(h.machine)
         for h in st.hosts:
             with contextlib.suppress(Exception):
                 self._sync_apt_cache(h)

@@ -66,6 +66,18 @@ def test_create_ssh_reboot_destroy(lab):
         capture=True,
     )
     assert "/var/cache/apt/archives" in r.stdout and "ro" in r.stdout.split("\n")[-2].split(",")
+    # The same unit on both hosts, its main process with a child (as kafka-viewer's launcher has):
+    # each guest's systemd owns its own cgroup tree, so stopping the unit on one host kills its
+    # whole cgroup there and nothing on the other. (With one tree shared by all guests, the kill
+    # failed with EIO and the child lived on, holding its port.)
+    probe = "systemd-run --unit=gg-probe --property=KillMode=control-group -- sh -c 'sleep 600 & wait'"
+    for h in (h2, h1):  # h2's first: in a shared cgroup, h1's kill met h2's processes first
+        assert tb.ssh(LAB, h["name"], [probe], capture=True).returncode == 0
+    assert tb.ssh(LAB, h1["name"], ["systemctl stop gg-probe"], capture=True).returncode == 0
+    left = tb.ssh(LAB, h1["name"], ["pgrep -x sleep || true"], capture=True).stdout.split()
+    assert left == [], f"stopping gg-probe on {h1['name']} left its child running: {left}"
+    r = tb.ssh(LAB, h2["name"], ["systemctl is-active gg-probe; pgrep -cx sleep"], capture=True)
+    assert r.stdout.split() == ["active", "1"], r.stdout
     # a file written before a reboot survives it
     tb.ssh(LAB, h2["name"], ["sh", "-c", "echo kept > /root/marker"])
     res = tb.reboot(LAB, h2["name"])

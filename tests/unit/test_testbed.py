@@ -9,6 +9,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -241,3 +242,32 @@ def test_remove_tree_gives_up_with_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(testbed.shutil, "rmtree", stuck)
     with pytest.raises(testbed.TestbedError, match="cannot remove"):
         testbed.remove_tree(tmp_path / "host", timeout=1)
+
+
+# --- one cgroup tree per host (ansible/testbed/cgroups.py) -----------------------------------
+MOUNTINFO = """\
+30 24 0:26 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+"""
+
+
+def test_each_host_gets_its_own_cgroup_in_the_hierarchies_systemd_uses():
+    cgroups = testbed.cgroups
+
+    roots = cgroups.systemd_hierarchies(MOUNTINFO)
+    assert roots == [Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd")]  # not memory
+    assert cgroups.host_cgroups("lab-1", roots) == [r / "gg-testbed" / "lab-1" for r in roots]
+    # a pure cgroup2 machine: the one hierarchy
+    assert cgroups.systemd_hierarchies("1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n") == [Path("/sys/fs/cgroup")]
+
+
+def test_the_launcher_joins_every_cgroup_then_execs_with_the_same_pid(tmp_path):
+    cgroups = testbed.cgroups
+
+    procs = [tmp_path / "a" / "cgroup.procs", tmp_path / "b" / "cgroup.procs"]
+    for p in procs:
+        p.parent.mkdir()
+    out = subprocess.run(cgroups.launcher(procs, ["sh", "-c", "echo $$"]), capture_output=True, text=True, check=True)
+    assert [p.read_text().strip() for p in procs] == [out.stdout.strip()] * 2
