@@ -194,7 +194,16 @@ def _toggle_on(platform: Sandbox, page: Any, token: str, key: str, dag_id: str) 
     toggle = browser.airflow_dag_toggle(page, f"http://{platform.address}:8080", dag_id)
     toggle.click()
     expect(toggle).to_have_attribute("data-state", "checked", timeout=30_000)
-    assert _airflow(platform, "GET", f"/api/v2/dags/{dag_id}", token=token)["is_paused"] is False, dag_id
+
+    # The switch flips at the click; the server has it once the page's PATCH returns, which takes
+    # seconds on a busy host (CI read is_paused too early). A PATCH that failed never gets here.
+    def unpaused() -> bool:
+        return _airflow(platform, "GET", f"/api/v2/dags/{dag_id}", token=token)["is_paused"] is False
+
+    try:
+        wait_for(unpaused, 60, f"Airflow to record {dag_id} ON", interval=1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the toggle now shows {toggle.get_attribute('data-state')!r}") from None
 
     def started() -> dict[str, Any] | None:
         runs = _airflow(platform, "GET", f"/api/v2/dags/{dag_id}/dagRuns", token=token)["dag_runs"]
